@@ -1,0 +1,91 @@
+//! Wiring: from a validated [`Config`] and a [`Clock`] to a running server. Kept apart from `main` so tests start
+//! the real thing on a port of their choosing.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::password::{HashError, PasswordHasher};
+use crate::crypto::{KeyError, Keys};
+use crate::flow::{Flow, FlowSettings};
+use crate::http::{router, AppState, WebSettings};
+use crate::store::{SqliteStore, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("cannot open the database {url}: {source}. Check that its folder exists and is writable, or set database_url.")]
+    Database { url: String, source: StoreError },
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Opens the database and the key and builds the login flow; the command line's user commands need only this.
+pub async fn open_flow(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Flow>, StartupError> {
+    let path = config
+        .database_url
+        .sqlite_path()
+        .unwrap_or_else(|| "twofold.db".into());
+    let store = SqliteStore::open(&path)
+        .await
+        .map_err(|source| StartupError::Database {
+            url: config.database_url.to_string(),
+            source,
+        })?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let keys = Arc::new(Keys::load_or_create(&config.secret_key_file)?);
+    let hasher = PasswordHasher::new().await?;
+    let settings = FlowSettings {
+        issuer: config.issuer.clone(),
+        allow_registration: config.allow_registration,
+        session_lifetime_seconds: seconds(config.session_lifetime),
+        session_idle_seconds: seconds(config.session_idle_timeout),
+    };
+    Ok(Arc::new(Flow::new(store, clock, keys, hasher, settings)))
+}
+
+/// Everything a request handler needs.
+pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<AppState, StartupError> {
+    let flow = open_flow(config, clock).await?;
+    let web = WebSettings {
+        secure_cookies: config.secure_cookies(),
+        public_origin: config.public_origin(),
+        trusted_proxies: config.trusted_proxies.clone(),
+        session_lifetime_seconds: seconds(config.session_lifetime),
+    };
+    Ok(AppState {
+        flow,
+        web: Arc::new(web),
+    })
+}
+
+/// Serves until `shutdown` resolves, purging expired sessions once a minute meanwhile.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let flow = state.flow.clone();
+    let purger = tokio::spawn(async move {
+        let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every_minute.tick().await;
+            if let Err(error) = flow.purge_expired_sessions().await {
+                tracing::warn!(%error, "could not purge expired sessions");
+            }
+        }
+    });
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    purger.abort();
+    served
+}

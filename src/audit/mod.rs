@@ -1,0 +1,106 @@
+//! Audit events: one row per step of every login and every change to an account, stored in the database with time,
+//! user, client address, user agent, event, method and outcome. Events carry no secret: no password, code, token or
+//! secret ever reaches an [`AuditEvent`], because none of its fields can hold one by type.
+
+use time::OffsetDateTime;
+
+use crate::store::UserId;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Register,
+    Login,
+    SecondFactor,
+    Logout,
+    TotpSetup,
+    TotpConfirm,
+    TotpRemove,
+    RecoveryCodesRegenerate,
+    UserAdd,
+    UserDelete,
+    UserReset2fa,
+    UserUnlock,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Login => "login",
+            Self::SecondFactor => "second_factor",
+            Self::Logout => "logout",
+            Self::TotpSetup => "totp_setup",
+            Self::TotpConfirm => "totp_confirm",
+            Self::TotpRemove => "totp_remove",
+            Self::RecoveryCodesRegenerate => "recovery_codes_regenerate",
+            Self::UserAdd => "user_add",
+            Self::UserDelete => "user_delete",
+            Self::UserReset2fa => "user_reset_2fa",
+            Self::UserUnlock => "user_unlock",
+        }
+    }
+}
+
+/// How it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// The password was right and a second factor is now required.
+    SecondFactorRequired,
+    InvalidCredentials,
+    InvalidCode,
+    /// A TOTP code whose step was already used (or an older one).
+    Replay,
+    Throttled,
+    Locked,
+    /// This failure engaged the account's second-factor lock.
+    LockEngaged,
+    NoPendingLogin,
+    Refused,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::SecondFactorRequired => "second_factor_required",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidCode => "invalid_code",
+            Self::Replay => "replay",
+            Self::Throttled => "throttled",
+            Self::Locked => "locked",
+            Self::LockEngaged => "lock_engaged",
+            Self::NoPendingLogin => "no_pending_login",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+/// Who asked: the client's address and user agent as the HTTP layer saw them, or the operator's command line.
+#[derive(Debug, Clone, Default)]
+pub struct Requester {
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Requester {
+    pub fn command_line() -> Self {
+        Self {
+            client_addr: Some("command line".into()),
+            user_agent: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub at: OffsetDateTime,
+    pub flow_id: Option<String>,
+    pub user_id: Option<UserId>,
+    pub username: Option<String>,
+    pub requester: Requester,
+    pub event: Event,
+    pub method: Option<&'static str>,
+    pub outcome: Outcome,
+}

@@ -1,0 +1,203 @@
+//! The command line: `twofold serve` and the operator's `twofold user ...` commands.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::app;
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::flow::{Flow, FlowError};
+
+#[derive(Debug, Parser)]
+#[command(name = "twofold", version, about = "A two-factor authentication server")]
+pub struct Cli {
+    /// A TOML config file; every key can also be set as TWOFOLD_<KEY> in the environment.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user; asks for the password twice unless --password-stdin is given.
+    Add {
+        name: String,
+        /// Read the password from standard input (one line) instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users with their second factors and lock state.
+    List,
+    /// Remove a user's second factors and end their sessions (for a lost phone).
+    #[command(name = "reset-2fa")]
+    Reset2fa { name: String },
+    /// Lift a user's second-factor lock.
+    Unlock { name: String },
+    /// Delete a user with their sessions and codes.
+    Delete { name: String },
+}
+
+/// Runs the command line; the exit code is 2 for a configuration problem and 1 for any other failure.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("twofold: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("twofold: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("twofold: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command, config: Config) -> Result<(), String> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::User { command } => {
+            let flow = app::open_flow(&config, Arc::new(SystemClock))
+                .await
+                .map_err(|e| e.to_string())?;
+            user(&flow, command).await.map_err(|e| e.to_string())
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|error| {
+        format!(
+            "cannot listen on {}: {error}. Is another program using that port? Set `listen` or TWOFOLD_LISTEN.",
+            config.listen
+        )
+    })?;
+    let state = app::build(&config, Arc::new(SystemClock))
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        listen = %config.listen,
+        public_url = %config.public_url,
+        database = %config.database_url,
+        "Twofold is listening"
+    );
+    if config.allow_registration {
+        tracing::warn!("allow_registration is on: anyone who can reach this server can create an account");
+    }
+    let shutdown = async {
+        // If the signal handler cannot be installed the server simply runs until killed.
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    app::serve(state, listener, shutdown)
+        .await
+        .map_err(|error| format!("the server stopped: {error}"))
+}
+
+async fn user(flow: &Flow, command: UserCommand) -> Result<(), FlowError> {
+    match command {
+        UserCommand::Add { name, password_stdin } => {
+            let password = read_password(password_stdin).map_err(FlowError::BadRequest)?;
+            let name = flow.add_user(&name, &password).await?;
+            println!("added user {name}");
+        }
+        UserCommand::List => {
+            let users = flow.list_users().await?;
+            println!("{:<32} {:<5} {:>14} {:<20} LAST SIGN-IN", "USERNAME", "TOTP", "RECOVERY CODES", "LOCK");
+            for user in users {
+                let lock = match (user.second_factor_failures, user.second_factor_locked_until) {
+                    (failures, _) if failures >= crate::flow::limits::SECOND_FACTOR.hard_cap => {
+                        "until unlocked".to_owned()
+                    }
+                    (_, Some(until)) if until > time::OffsetDateTime::now_utc().unix_timestamp() => {
+                        format!("until {}", timestamp(until))
+                    }
+                    _ => "-".to_owned(),
+                };
+                println!(
+                    "{:<32} {:<5} {:>14} {:<20} {}",
+                    user.username,
+                    if user.totp { "yes" } else { "no" },
+                    user.recovery_codes_left,
+                    lock,
+                    user.last_login_at.map(timestamp).unwrap_or_else(|| "never".into()),
+                );
+            }
+        }
+        UserCommand::Reset2fa { name } => {
+            flow.reset_second_factors(&name).await?;
+            println!("removed the second factors of {name} and ended their sessions; they sign in with the password alone until they set up a new one");
+        }
+        UserCommand::Unlock { name } => {
+            flow.unlock(&name).await?;
+            println!("unlocked the second factor of {name}");
+        }
+        UserCommand::Delete { name } => {
+            flow.delete_user(&name).await?;
+            println!("deleted user {name}");
+        }
+    }
+    Ok(())
+}
+
+fn timestamp(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+fn read_password(from_stdin: bool) -> Result<String, String> {
+    if from_stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        let line = text.strip_suffix('\n').unwrap_or(&text);
+        return Ok(line.strip_suffix('\r').unwrap_or(line).to_owned());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err("no terminal to ask for the password: pass --password-stdin and pipe it in".into());
+    }
+    let first = rpassword::prompt_password("Password: ").map_err(|e| format!("cannot read the password: {e}"))?;
+    let second =
+        rpassword::prompt_password("Password again: ").map_err(|e| format!("cannot read the password: {e}"))?;
+    if first != second {
+        return Err("the two passwords differ".into());
+    }
+    Ok(first)
+}

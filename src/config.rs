@@ -1,0 +1,373 @@
+//! The configuration: a TOML file (`--config FILE`) overlaid by `TWOFOLD_*` environment variables, read and
+//! validated once at start into a typed [`Config`] that is passed around by value. Every error says what is wrong
+//! and how to fix it, because the person reading it is an operator at a terminal.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+const ENV_PREFIX: &str = "TWOFOLD_";
+
+/// The keys a config file or the environment may set, and their defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: String,
+    database_url: String,
+    public_url: String,
+    issuer: String,
+    allow_registration: bool,
+    secret_key_file: Option<PathBuf>,
+    trusted_proxies: Vec<String>,
+    session_lifetime: String,
+    session_idle_timeout: String,
+    log: String,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://twofold.db".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            issuer: "Twofold".into(),
+            allow_registration: false,
+            secret_key_file: None,
+            trusted_proxies: Vec::new(),
+            session_lifetime: "12h".into(),
+            session_idle_timeout: "30m".into(),
+            log: "info".into(),
+        }
+    }
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "public_url",
+    "issuer",
+    "allow_registration",
+    "secret_key_file",
+    "trusted_proxies",
+    "session_lifetime",
+    "session_idle_timeout",
+    "log",
+];
+
+/// A database URL whose `Debug` and `Display` never show a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The SQLite file this URL names, if it names one.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self.0.strip_prefix("sqlite:")?;
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                // Only fails for URLs that cannot carry a password, which this one just did.
+                let _ = url.set_password(Some("********"));
+                f.write_str(url.as_str())
+            }
+            _ => f.write_str(&self.0),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: DatabaseUrl,
+    pub public_url: Url,
+    pub issuer: String,
+    pub allow_registration: bool,
+    pub secret_key_file: PathBuf,
+    /// Peers whose `X-Forwarded-For` header is believed (a load balancer in front of Twofold).
+    pub trusted_proxies: Vec<IpAddr>,
+    pub session_lifetime: Duration,
+    pub session_idle_timeout: Duration,
+    pub log: String,
+    /// Environment variables that looked like ours but name no key; logged as warnings once logging is up.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}. Check the path given to --config.")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then the config file (if any), then `TWOFOLD_*` variables from the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Like [`Config::load`], with the environment given explicitly (tests use this).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::File {
+                path: path.to_owned(),
+                source,
+            })?;
+            figment = figment.merge(Toml::string(&text));
+        }
+        let mut warnings = Vec::new();
+        let mut ours = Vec::new();
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if KNOWN_KEYS.contains(&key.as_str()) {
+                ours.push((key, value));
+            } else if !key.starts_with("test_") {
+                warnings.push(format!(
+                    "ignoring the environment variable {name}: Twofold has no key `{key}`"
+                ));
+            }
+        }
+        for (key, value) in ours {
+            figment = figment.merge(Serialized::default(&key, parse_env_value(&key, &value)));
+        }
+        let raw: RawConfig = figment.extract().map_err(|error| describe(error, file))?;
+        let mut config = validate(raw)?;
+        config.warnings = warnings;
+        Ok(config)
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// The origin browsers send for pages served from `public_url`, e.g. `https://login.example.com`.
+    pub fn public_origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+}
+
+/// Environment values are text; give booleans and lists their TOML types so serde sees what a file would give.
+fn parse_env_value(key: &str, value: &str) -> figment::value::Value {
+    use figment::value::Value;
+    match key {
+        "allow_registration" => match value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Value::from(true),
+            "false" | "0" | "no" | "off" | "" => Value::from(false),
+            _ => Value::from(value.to_owned()),
+        },
+        "trusted_proxies" => Value::from(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+        ),
+        _ => Value::from(value.to_owned()),
+    }
+}
+
+fn describe(error: figment::Error, file: Option<&Path>) -> ConfigError {
+    let place = file
+        .map(|path| format!(" in {}", path.display()))
+        .unwrap_or_default();
+    let message = match &error.kind {
+        figment::error::Kind::UnknownField(field, _) => format!(
+            "unknown key `{field}`{place}. Known keys: {}.",
+            KNOWN_KEYS.join(", ")
+        ),
+        figment::error::Kind::InvalidType(actual, expected) => {
+            let key = error.path.join(".");
+            format!("`{key}`{place} has the wrong type: found {actual}, expected {expected}.")
+        }
+        _ => format!("invalid configuration{place}: {error}"),
+    };
+    ConfigError::Invalid(message)
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid(message);
+    let listen: SocketAddr = raw.listen.trim().parse().map_err(|_| {
+        invalid(format!(
+            "listen = {:?} is not an address and port such as 127.0.0.1:8080. Set `listen` in the config file or TWOFOLD_LISTEN.",
+            raw.listen
+        ))
+    })?;
+    let database_url = DatabaseUrl(raw.database_url.trim().to_owned());
+    if database_url.sqlite_path().is_none() {
+        return Err(invalid(format!(
+            "database_url = {:?} is not supported: use sqlite://PATH, for example sqlite://twofold.db.",
+            database_url.to_string()
+        )));
+    }
+    let public_url = Url::parse(raw.public_url.trim())
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+        .ok_or_else(|| {
+            invalid(format!(
+                "public_url = {:?} is not an http(s) URL such as https://login.example.com. It is the address people use to reach Twofold.",
+                raw.public_url
+            ))
+        })?;
+    let issuer = raw.issuer.trim().to_owned();
+    if issuer.is_empty() || issuer.chars().count() > 64 || issuer.contains(':') {
+        return Err(invalid(format!(
+            "issuer = {:?} must be 1 to 64 characters without a colon; authenticator apps show it next to the code.",
+            raw.issuer
+        )));
+    }
+    let secret_key_file = match raw.secret_key_file {
+        Some(path) => path,
+        None => default_key_file(&database_url),
+    };
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .map(|item| {
+            item.trim().parse::<IpAddr>().map_err(|_| {
+                invalid(format!(
+                    "trusted_proxies contains {item:?}, which is not an IP address such as 10.0.0.5."
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let session_lifetime = parse_duration("session_lifetime", &raw.session_lifetime)?;
+    let session_idle_timeout = parse_duration("session_idle_timeout", &raw.session_idle_timeout)?;
+    Ok(Config {
+        listen,
+        database_url,
+        public_url,
+        issuer,
+        allow_registration: raw.allow_registration,
+        secret_key_file,
+        trusted_proxies,
+        session_lifetime,
+        session_idle_timeout,
+        log: raw.log,
+        warnings: Vec::new(),
+    })
+}
+
+fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value.trim())
+        .ok()
+        .filter(|duration| *duration >= Duration::from_secs(60))
+        .ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "{key} = {value:?} is not a duration of at least a minute, such as \"30m\" or \"12h\"."
+            ))
+        })
+}
+
+/// `twofold.key` in the folder of the SQLite file.
+fn default_key_file(database_url: &DatabaseUrl) -> PathBuf {
+    let folder = database_url
+        .sqlite_path()
+        .and_then(|path| path.parent().map(Path::to_owned))
+        .unwrap_or_default();
+    folder.join("twofold.key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.secret_key_file, PathBuf::from("twofold.key"));
+        assert!(!config.allow_registration);
+        assert_eq!(config.session_idle_timeout, Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn environment_overrides_and_unknown_variables_warn() {
+        let config = Config::load_from(
+            None,
+            env(&[
+                ("TWOFOLD_LISTEN", "0.0.0.0:9000"),
+                ("TWOFOLD_ALLOW_REGISTRATION", "true"),
+                ("TWOFOLD_DATABASE_URL", "sqlite:///var/lib/twofold/db.sqlite"),
+                ("TWOFOLD_COLOUR", "blue"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert!(config.allow_registration);
+        assert_eq!(
+            config.secret_key_file,
+            PathBuf::from("/var/lib/twofold/twofold.key")
+        );
+        assert_eq!(config.warnings.len(), 1);
+        assert!(config.warnings[0].contains("TWOFOLD_COLOUR"));
+    }
+
+    #[test]
+    fn errors_say_what_and_how() {
+        let bad = |pairs: &[(&str, &str)]| {
+            Config::load_from(None, env(pairs)).unwrap_err().to_string()
+        };
+        assert!(bad(&[("TWOFOLD_LISTEN", "nowhere")]).contains("127.0.0.1:8080"));
+        assert!(bad(&[("TWOFOLD_PUBLIC_URL", "ftp://x")]).contains("public_url"));
+        assert!(bad(&[("TWOFOLD_ISSUER", "a:b")]).contains("colon"));
+        assert!(bad(&[("TWOFOLD_SESSION_LIFETIME", "soon")]).contains("session_lifetime"));
+        assert!(bad(&[("TWOFOLD_DATABASE_URL", "mysql://x")]).contains("sqlite://"));
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twofold.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\ncolour = \"blue\"\n").unwrap();
+        let message = Config::load_from(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(message.contains("unknown key `colour`"), "{message}");
+        let missing = Config::load_from(Some(&dir.path().join("nope.toml")), env(&[]));
+        assert!(matches!(missing, Err(ConfigError::File { .. })));
+    }
+
+    #[test]
+    fn database_password_is_masked() {
+        let url = DatabaseUrl("postgres://twofold:hunter2@db/twofold".into());
+        assert!(!format!("{url:?}").contains("hunter2"));
+    }
+}

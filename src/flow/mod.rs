@@ -1,0 +1,222 @@
+//! The login state machine and every rule around it: who may do what in which session state, attempt limits,
+//! expiry, anti-replay, re-authentication, notices and audit events. No HTTP and no SQL live here: requests arrive
+//! as plain values from `http` (or the command line), state changes go through the [`Store`] trait, and time comes
+//! from the injected [`Clock`].
+//!
+//! A session is in one of two states, kept server-side behind an opaque token:
+//!
+//! - **pending**: the password was right and a second factor is outstanding. It can verify a code and log out, and
+//!   nothing else; it dies after [`limits::PENDING_SESSION_SECONDS`] or [`limits::SECOND_FACTOR`]`.session_tries`
+//!   wrong codes.
+//! - **full**: signed in. A pending session becomes full only by being replaced, under a new token, in the same
+//!   transaction that consumes the proof (a TOTP step or a recovery code).
+
+mod account;
+pub mod limits;
+mod second_factor;
+mod session;
+
+pub use account::UserOverview;
+pub use second_factor::{SecondFactorStatus, TotpSetup};
+pub use session::{LoginOutcome, Notice, SessionView};
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::audit::{AuditEvent, Event, Outcome, Requester};
+use crate::clock::Clock;
+use crate::crypto::password::{HashError, PasswordHasher, WeakPassword};
+use crate::crypto::Keys;
+use crate::store::{Store, StoreError, User, UserId};
+
+/// Settings the flow needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct FlowSettings {
+    pub issuer: String,
+    pub allow_registration: bool,
+    pub session_lifetime_seconds: i64,
+    pub session_idle_seconds: i64,
+}
+
+/// Everything that can go wrong, in the product's words. The HTTP layer maps each to a status and error code.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("registration is disabled on this server")]
+    RegistrationDisabled,
+    #[error("this username is taken")]
+    UsernameTaken,
+    #[error("{0}")]
+    WeakPassword(WeakPassword),
+    #[error("a username is 1 to 64 characters: letters a-z, digits, '.', '_', '-' or '@', starting with a letter or digit")]
+    InvalidUsername,
+    #[error("the username or password is wrong")]
+    InvalidCredentials,
+    #[error("{message}")]
+    TooManyAttempts { retry_after: i64, message: String },
+    #[error("{0}")]
+    InvalidCode(String),
+    #[error("there is no sign-in waiting for a second factor; sign in with your password first")]
+    NoPendingLogin,
+    #[error("you are not signed in")]
+    Unauthenticated,
+    #[error("changing a second factor needs a recent sign-in: sign out and sign in again, then retry within 15 minutes")]
+    ReauthenticationRequired,
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error("a stored secret could not be opened with this server's key (was secret_key_file replaced?)")]
+    SecretUnreadable,
+    #[error("no such user: {0}")]
+    NoSuchUser(String),
+}
+
+pub type FlowResult<T> = Result<T, FlowError>;
+
+/// A username: 1 to 64 characters of `a-z 0-9 . _ - @`, starting with a letter or digit, compared case-insensitively
+/// (stored lower-case). No colon, so it is safe in a TOTP key URI label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str) -> Option<Self> {
+        if raw.is_empty() || raw.len() > 64 {
+            return None;
+        }
+        let lower = raw.to_ascii_lowercase();
+        let mut chars = lower.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+        (first_ok && rest_ok).then_some(Self(lower))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A second-factor method, as named in the HTTP contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Totp,
+    RecoveryCode,
+}
+
+impl Method {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "totp" => Some(Self::Totp),
+            "recovery_code" => Some(Self::RecoveryCode),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Totp => "totp",
+            Self::RecoveryCode => "recovery_code",
+        }
+    }
+
+    /// The methods this account can sign in with now, computed from its enrolled factors (never from a stored flag).
+    pub fn available_to(user: &User) -> Vec<Method> {
+        let mut methods = Vec::new();
+        if user.totp_secret.is_some() {
+            methods.push(Self::Totp);
+            if user.recovery_codes_left > 0 {
+                methods.push(Self::RecoveryCode);
+            }
+        }
+        methods
+    }
+}
+
+/// The login state machine with its collaborators.
+pub struct Flow {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    keys: Arc<Keys>,
+    hasher: PasswordHasher,
+    settings: FlowSettings,
+}
+
+impl Flow {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        keys: Arc<Keys>,
+        hasher: PasswordHasher,
+        settings: FlowSettings,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            keys,
+            hasher,
+            settings,
+        }
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    fn now_unix(&self) -> i64 {
+        self.now().unix_timestamp()
+    }
+
+    /// Writes one audit event. An event that cannot be written fails the request: an authentication server that
+    /// cannot account for what it does should not do it silently.
+    async fn audit(
+        &self,
+        event: Event,
+        outcome: Outcome,
+        who: &Requester,
+        user: Option<(UserId, &str)>,
+        flow_id: Option<&str>,
+        method: Option<Method>,
+    ) -> FlowResult<()> {
+        let record = AuditEvent {
+            at: self.now(),
+            flow_id: flow_id.map(str::to_owned),
+            user_id: user.map(|(id, _)| id),
+            username: user.map(|(_, name)| name.to_owned()),
+            requester: who.clone(),
+            event,
+            method: method.map(Method::as_str),
+            outcome,
+        };
+        self.store.record_audit(&record).await?;
+        Ok(())
+    }
+
+    fn totp_context(user: UserId) -> String {
+        format!("totp:{}", user.0)
+    }
+
+    fn open_totp_secret(&self, user: UserId, sealed: &[u8]) -> FlowResult<Vec<u8>> {
+        self.keys
+            .open(&Self::totp_context(user), sealed)
+            .ok_or(FlowError::SecretUnreadable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert_eq!(Username::parse("Alice").unwrap().as_str(), "alice");
+        assert!(Username::parse("bob.smith@example.com").is_some());
+        for bad in ["", "-bob", "a b", "a:b", "ünïcode", "名前", "tab\t"] {
+            assert!(Username::parse(bad).is_none(), "{bad:?}");
+        }
+        assert!(Username::parse(&"a".repeat(64)).is_some());
+        assert!(Username::parse(&"a".repeat(65)).is_none());
+        assert!(Username::parse(&"a".repeat(1000)).is_none());
+    }
+}

@@ -1,0 +1,217 @@
+//! Signing in with a password, what a session token is worth, and signing out.
+
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::{limits, Flow, FlowError, FlowResult, Method, Username};
+use crate::audit::{Event, Outcome, Requester};
+use crate::crypto::password::Password;
+use crate::crypto::{flow_id, SessionToken};
+use crate::store::{NewSession, Session, SessionId, SessionState, UserId};
+
+/// What a correct password leads to.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    /// The account has no second factor: signed in.
+    Authenticated(SessionToken),
+    /// A pending session was opened; one of `methods` must follow.
+    SecondFactorRequired {
+        token: SessionToken,
+        methods: Vec<Method>,
+    },
+}
+
+/// Something the user should know at sign-in: failures and refused replays since their last sign-in.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Notice {
+    pub kind: &'static str,
+    pub count: i64,
+    pub last_at: Option<String>,
+    pub message: String,
+}
+
+/// A valid full session, as the account's owner may see it.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub username: String,
+    pub flow_id: String,
+    pub authenticated_at: OffsetDateTime,
+    /// The earlier of the absolute expiry and the idle expiry.
+    pub expires_at: OffsetDateTime,
+    pub second_factor: Option<String>,
+    pub notices: Vec<Notice>,
+}
+
+pub(super) fn rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn notices(session: &Session) -> Vec<Notice> {
+    let last_at = session.notice_last_at.map(rfc3339);
+    let mut notices = Vec::new();
+    if session.notice_failures > 0 {
+        let n = session.notice_failures;
+        notices.push(Notice {
+            kind: "second_factor_failures",
+            count: n,
+            last_at: last_at.clone(),
+            message: format!(
+                "{n} wrong second-factor code{} entered since your last sign-in. If that was not you, someone may know your password: change it.",
+                if n == 1 { " was" } else { "s were" }
+            ),
+        });
+    }
+    if session.notice_replays > 0 {
+        let n = session.notice_replays;
+        notices.push(Notice {
+            kind: "totp_replay_refused",
+            count: n,
+            last_at,
+            message: format!(
+                "An authenticator code that had already been used was tried again {n} time{} and refused. Someone may have seen your password and a code: change your password.",
+                if n == 1 { "" } else { "s" }
+            ),
+        });
+    }
+    notices
+}
+
+impl Flow {
+    pub async fn login(&self, username: &str, password: &str, who: &Requester) -> FlowResult<LoginOutcome> {
+        // Syntax only: no account can have such a name or password, so saying so reveals nothing about accounts.
+        let username = Username::parse(username)
+            .ok_or_else(|| FlowError::BadRequest("no account can have this username".into()))?;
+        let password = Password::new(password)
+            .ok_or_else(|| FlowError::BadRequest("the password must be 1 to 1024 characters".into()))?;
+        let now = self.now_unix();
+        let throttle = limits::password_throttle_keys(username.as_str(), who.client_addr.as_deref());
+        if let Err(throttled) = self.store.reserve_password_attempt(&throttle, now).await? {
+            self.audit(Event::Login, Outcome::Throttled, who, None, None, None).await?;
+            return Err(FlowError::TooManyAttempts {
+                retry_after: throttled.retry_after,
+                message: "too many sign-in attempts; wait before trying again".into(),
+            });
+        }
+        let user = self.store.user_by_name(username.as_str()).await?;
+        let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
+        let valid = self.hasher.verify(password, stored_hash).await?;
+        let Some(user) = user.filter(|_| valid) else {
+            self.audit(Event::Login, Outcome::InvalidCredentials, who, None, None, None)
+                .await?;
+            return Err(FlowError::InvalidCredentials);
+        };
+        self.store.refund_password_attempt(&throttle).await?;
+        let methods = Method::available_to(&user);
+        let token = SessionToken::generate();
+        let flow = flow_id();
+        let (state, expires_at, outcome) = if methods.is_empty() {
+            (SessionState::Full, now + self.settings.session_lifetime_seconds, Outcome::Success)
+        } else {
+            (SessionState::Pending, now + limits::PENDING_SESSION_SECONDS, Outcome::SecondFactorRequired)
+        };
+        self.store
+            .insert_session(&NewSession {
+                token_digest: token.digest(),
+                user_id: user.id,
+                state,
+                flow_id: flow.clone(),
+                now,
+                expires_at,
+                second_factor: None,
+                client_addr: who.client_addr.clone(),
+                user_agent: who.user_agent.clone(),
+            })
+            .await?;
+        self.audit(Event::Login, outcome, who, Some((user.id, &user.username)), Some(&flow), None)
+            .await?;
+        Ok(if methods.is_empty() {
+            LoginOutcome::Authenticated(token)
+        } else {
+            LoginOutcome::SecondFactorRequired { token, methods }
+        })
+    }
+
+    /// The pending session behind `token`, if it is one and still alive.
+    pub(super) async fn pending_session(&self, token: Option<&SessionToken>) -> FlowResult<Option<Session>> {
+        let Some(token) = token else { return Ok(None) };
+        let now = self.now_unix();
+        Ok(self
+            .store
+            .session_by_digest(&token.digest())
+            .await?
+            .filter(|s| s.state.0 == SessionState::Pending && s.expires_at > now))
+    }
+
+    /// Whether `token` is a live pending session (the browser pages use this to route).
+    pub async fn has_pending_login(&self, token: Option<&SessionToken>) -> FlowResult<bool> {
+        Ok(self.pending_session(token).await?.is_some())
+    }
+
+    /// The full session behind `token`; pending, expired and unknown tokens are all just "not signed in".
+    pub async fn session(&self, token: Option<&SessionToken>) -> FlowResult<SessionView> {
+        let token = token.ok_or(FlowError::Unauthenticated)?;
+        let now = self.now_unix();
+        let idle = self.settings.session_idle_seconds;
+        let session = self
+            .store
+            .session_by_digest(&token.digest())
+            .await?
+            .filter(|s| s.state.0 == SessionState::Full && s.expires_at > now && s.last_seen_at + idle > now)
+            .ok_or(FlowError::Unauthenticated)?;
+        if now - session.last_seen_at >= limits::TOUCH_INTERVAL_SECONDS {
+            self.store.touch_session(session.id, now).await?;
+        }
+        let seen = now.max(session.last_seen_at);
+        let at = |unix: i64| OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        Ok(SessionView {
+            session_id: session.id,
+            user_id: session.user_id,
+            username: session.username.clone(),
+            flow_id: session.flow_id.clone(),
+            authenticated_at: at(session.authenticated_at.unwrap_or(session.created_at)),
+            expires_at: at(session.expires_at.min(seen + idle)),
+            second_factor: session.second_factor.clone(),
+            notices: notices(&session),
+        })
+    }
+
+    /// A full session whose sign-in is recent enough to change factors.
+    pub(super) async fn recent_session(&self, token: Option<&SessionToken>) -> FlowResult<SessionView> {
+        let view = self.session(token).await?;
+        if self.now_unix() - view.authenticated_at.unix_timestamp() >= limits::REAUTHENTICATION_SECONDS {
+            return Err(FlowError::ReauthenticationRequired);
+        }
+        Ok(view)
+    }
+
+    /// Ends whatever session `token` names (pending or full). Always succeeds: logging out twice is harmless.
+    pub async fn logout(&self, token: Option<&SessionToken>, who: &Requester) -> FlowResult<()> {
+        let Some(token) = token else { return Ok(()) };
+        if let Some(session) = self.store.delete_session(&token.digest()).await? {
+            self.audit(
+                Event::Logout,
+                Outcome::Success,
+                who,
+                Some((session.user_id, &session.username)),
+                Some(&session.flow_id),
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes expired sessions; the server runs this periodically.
+    pub async fn purge_expired_sessions(&self) -> FlowResult<u64> {
+        Ok(self
+            .store
+            .purge_expired_sessions(self.now_unix(), self.settings.session_idle_seconds)
+            .await?)
+    }
+}

@@ -1,0 +1,195 @@
+//! The JSON API of the contract (`/auth/...`).
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Client, SessionCookie};
+use super::{AppState, SESSION_COOKIE};
+use crate::crypto::SessionToken;
+use crate::flow::{limits, LoginOutcome, Method};
+
+/// Username and password. No `Debug`: it would print the password.
+#[derive(Deserialize)]
+pub struct Credentials {
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+pub struct SecondFactorCode {
+    method: String,
+    code: String,
+}
+
+#[derive(Deserialize)]
+pub struct Code {
+    code: String,
+}
+
+fn session_cookie(state: &AppState, token: &SessionToken, max_age_seconds: i64) -> HeaderValue {
+    let cookie = Cookie::build((SESSION_COOKIE, token.as_str().to_owned()))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .secure(state.web.secure_cookies)
+        .max_age(time::Duration::seconds(max_age_seconds))
+        .build();
+    // Cookie values are base64url and attributes are fixed ASCII: always a valid header value.
+    HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn cleared_cookie(state: &AppState) -> HeaderValue {
+    let cookie = Cookie::build((SESSION_COOKIE, ""))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .secure(state.web.secure_cookies)
+        .max_age(time::Duration::ZERO)
+        .build();
+    HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn with_cookie(cookie: HeaderValue, status: StatusCode, body: Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    response
+}
+
+fn method_names(methods: &[Method]) -> Vec<&'static str> {
+    methods.iter().map(|m| m.as_str()).collect()
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    Client(who): Client,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Response, ApiError> {
+    let username = state.flow.register(&body.username, &body.password, &who).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "username": username }))).into_response())
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    Client(who): Client,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Response, ApiError> {
+    Ok(match state.flow.login(&body.username, &body.password, &who).await? {
+        LoginOutcome::Authenticated(token) => with_cookie(
+            session_cookie(&state, &token, state.web.session_lifetime_seconds),
+            StatusCode::OK,
+            json!({ "status": "authenticated" }),
+        ),
+        LoginOutcome::SecondFactorRequired { token, methods } => with_cookie(
+            session_cookie(&state, &token, limits::PENDING_SESSION_SECONDS),
+            StatusCode::OK,
+            json!({ "status": "2fa_required", "methods": method_names(&methods) }),
+        ),
+    })
+}
+
+pub async fn verify_second_factor(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+    ApiJson(body): ApiJson<SecondFactorCode>,
+) -> Result<Response, ApiError> {
+    let token = state
+        .flow
+        .verify_second_factor(token.as_ref(), &body.method, &body.code, &who)
+        .await?;
+    Ok(with_cookie(
+        session_cookie(&state, &token, state.web.session_lifetime_seconds),
+        StatusCode::OK,
+        json!({ "status": "authenticated" }),
+    ))
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+) -> Result<Response, ApiError> {
+    state.flow.logout(token.as_ref(), &who).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cleared_cookie(&state));
+    Ok(response)
+}
+
+pub async fn session(
+    State(state): State<AppState>,
+    SessionCookie(token): SessionCookie,
+) -> Result<Json<Value>, ApiError> {
+    let view = state.flow.session(token.as_ref()).await?;
+    Ok(Json(json!({
+        "username": view.username,
+        "authenticated_at": rfc3339(view.authenticated_at),
+        "expires_at": rfc3339(view.expires_at),
+        "second_factor": view.second_factor,
+        "notices": view.notices,
+    })))
+}
+
+pub async fn second_factor_status(
+    State(state): State<AppState>,
+    SessionCookie(token): SessionCookie,
+) -> Result<Json<Value>, ApiError> {
+    let status = state.flow.second_factor_status(token.as_ref()).await?;
+    Ok(Json(json!({
+        "totp": status.totp,
+        "sms": null,
+        "recovery_codes_left": status.recovery_codes_left,
+    })))
+}
+
+pub async fn totp_setup(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+) -> Result<Json<Value>, ApiError> {
+    let setup = state.flow.totp_setup(token.as_ref(), &who).await?;
+    Ok(Json(json!({
+        "secret": setup.secret,
+        "otpauth_uri": setup.otpauth_uri,
+        "qr_svg": setup.qr_svg,
+    })))
+}
+
+pub async fn totp_confirm(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+    ApiJson(body): ApiJson<Code>,
+) -> Result<Json<Value>, ApiError> {
+    let codes = state.flow.totp_confirm(token.as_ref(), &body.code, &who).await?;
+    Ok(Json(json!({ "recovery_codes": codes })))
+}
+
+pub async fn totp_remove(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+    ApiJson(body): ApiJson<Code>,
+) -> Result<StatusCode, ApiError> {
+    state.flow.totp_remove(token.as_ref(), &body.code, &who).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn regenerate_recovery_codes(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+) -> Result<Json<Value>, ApiError> {
+    let codes = state.flow.regenerate_recovery_codes(token.as_ref(), &who).await?;
+    Ok(Json(json!({ "recovery_codes": codes })))
+}

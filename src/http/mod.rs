@@ -1,0 +1,111 @@
+//! The HTTP face of the flow: routes, cookies, the `Origin` check and response headers. Handlers translate between
+//! JSON and the flow's calls and hold no business rules.
+
+mod api;
+mod error;
+mod extract;
+
+pub use error::ApiError;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::flow::Flow;
+
+pub const SESSION_COOKIE: &str = "twofold_session";
+
+/// Bodies above this are refused with 413 before they are parsed.
+const BODY_LIMIT_BYTES: usize = 16 * 1024;
+
+/// What the HTTP layer needs besides the flow.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    pub secure_cookies: bool,
+    /// `scheme://host[:port]` of `public_url`: the only `Origin` a browser may send.
+    pub public_origin: String,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub session_lifetime_seconds: i64,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub flow: Arc<Flow>,
+    pub web: Arc<WebSettings>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let auth = Router::new()
+        .route("/register", post(api::register))
+        .route("/login", post(api::login))
+        .route("/verify-2fa", post(api::verify_second_factor))
+        .route("/logout", post(api::logout))
+        .route("/session", get(api::session))
+        .route("/2fa", get(api::second_factor_status))
+        .route("/2fa/totp/setup", post(api::totp_setup))
+        .route("/2fa/totp/confirm", post(api::totp_confirm))
+        .route("/2fa/totp", delete(api::totp_remove))
+        .route("/2fa/recovery-codes", post(api::regenerate_recovery_codes))
+        .route_layer(middleware::from_fn_with_state(state.clone(), same_origin))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    Router::new()
+        .nest("/auth", auth)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("x-frame-options"),
+            HeaderValue::from_static("DENY"),
+        ))
+        .with_state(state)
+}
+
+/// Refuses a request whose `Origin` names another origin. Browsers always send `Origin` on cross-origin requests,
+/// so together with `SameSite=Lax` this stops cross-site request forgery; clients that send none are not browsers.
+async fn same_origin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(origin) = request.headers().get(header::ORIGIN) {
+        if origin.as_bytes() != state.web.public_origin.as_bytes() {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                "requests from another site are refused; use the address in public_url",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is nothing at this address")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this address does not take this method",
+    )
+}

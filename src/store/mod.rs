@@ -1,0 +1,278 @@
+//! Persistence behind one narrow [`Store`] trait. Every rule that must hold across instances (one use per TOTP step,
+//! one use per recovery code, attempt counters, locks, throttles, sessions) is enforced here by a single conditional
+//! statement or one `BEGIN IMMEDIATE` transaction, never by reading and then writing from Rust.
+//!
+//! Finders return `Result<Option<T>>`: a database error is never mistaken for "not found".
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+
+use crate::audit::AuditEvent;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("the username is taken")]
+    UsernameTaken,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct UserId(pub i64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct SessionId(pub i64);
+
+/// An account as stored. Secrets are sealed; `Debug` shows none of them.
+#[derive(Clone, sqlx::FromRow)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub password_hash: String,
+    pub created_at: i64,
+    pub totp_secret: Option<Vec<u8>>,
+    pub totp_pending_secret: Option<Vec<u8>>,
+    pub totp_last_step: Option<i64>,
+    pub second_factor_failures: i64,
+    pub second_factor_locked_until: Option<i64>,
+    pub last_login_at: Option<i64>,
+    pub recovery_codes_left: i64,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("totp", &self.totp_secret.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Password checked, second factor outstanding.
+    Pending,
+    Full,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Full => "full",
+        }
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Session {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub username: String,
+    #[sqlx(try_from = "String")]
+    pub state: StoredState,
+    pub flow_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub last_seen_at: i64,
+    pub authenticated_at: Option<i64>,
+    pub second_factor: Option<String>,
+    pub failed_attempts: i64,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub notice_failures: i64,
+    pub notice_replays: i64,
+    pub notice_last_at: Option<i64>,
+}
+
+/// The `state` column, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredState(pub SessionState);
+
+impl TryFrom<String> for StoredState {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match value.as_str() {
+            "pending" => Ok(Self(SessionState::Pending)),
+            "full" => Ok(Self(SessionState::Full)),
+            other => Err(format!("unknown session state {other:?}")),
+        }
+    }
+}
+
+/// A session to create. `token_digest` is the SHA-256 of the token; the token itself never reaches the store.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub token_digest: Vec<u8>,
+    pub user_id: UserId,
+    pub state: SessionState,
+    pub flow_id: String,
+    pub now: i64,
+    pub expires_at: i64,
+    pub second_factor: Option<&'static str>,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The account-wide and per-login limits on second-factor attempts.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptPolicy {
+    /// Wrong codes a pending session may take before it dies.
+    pub session_tries: i64,
+    /// Every this many consecutive failures lock the account's second factor ...
+    pub lock_every: i64,
+    /// ... for this many seconds.
+    pub lock_seconds: i64,
+    /// At this many consecutive failures the lock stays until an operator lifts it.
+    pub hard_cap: i64,
+}
+
+/// The answer to "may this request check a code?". A granted attempt is already counted as a failure; a success
+/// clears the count. Counting first is what stops parallel guesses from all slipping under the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptClaim {
+    Granted {
+        /// The account's consecutive failures including this attempt.
+        account_failures: i64,
+        /// Tries the pending session has used including this one (0 without a pending session).
+        session_tries: i64,
+    },
+    /// The second factor is locked until this time, or until an operator unlocks it (`None`).
+    Locked { until: Option<i64> },
+    /// The pending session is gone, expired or out of tries.
+    NoPendingLogin,
+}
+
+/// What proves the second factor in [`Store::complete_login`].
+#[derive(Debug, Clone)]
+pub enum Proof {
+    /// This TOTP step matched; it is accepted only if it is later than the last accepted step.
+    TotpStep(i64),
+    /// The keyed digest of a recovery code; accepted only if it is unused.
+    RecoveryCode(Vec<u8>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginCompletion {
+    Done,
+    /// The TOTP step was already used, or the recovery code is unknown or used.
+    ProofRefused,
+    /// The pending session vanished meanwhile (expired, logged out, or completed by a racing request).
+    PendingGone,
+}
+
+/// A password attempt refused by the throttle, and when to try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttled {
+    pub retry_after: i64,
+}
+
+/// A window of attempts for one throttle key.
+#[derive(Debug, Clone)]
+pub struct ThrottleKey {
+    pub key: String,
+    pub limit: i64,
+    pub window_seconds: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserSummary {
+    pub username: String,
+    pub created_at: i64,
+    pub totp: bool,
+    pub recovery_codes_left: i64,
+    pub second_factor_failures: i64,
+    pub second_factor_locked_until: Option<i64>,
+    pub last_login_at: Option<i64>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Accounts.
+    async fn create_user(&self, username: &str, password_hash: &str, now: i64) -> StoreResult<UserId>;
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>>;
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>>;
+    async fn list_users(&self) -> StoreResult<Vec<UserSummary>>;
+    /// Deletes the account with its sessions and codes; false if there was none.
+    async fn delete_user(&self, id: UserId) -> StoreResult<bool>;
+    /// Removes every second factor and ends every session (an operator's help for a lost phone).
+    async fn reset_second_factors(&self, id: UserId) -> StoreResult<()>;
+    /// Clears the consecutive-failure count and any lock.
+    async fn unlock_second_factor(&self, id: UserId) -> StoreResult<()>;
+
+    // Authenticator app.
+    async fn set_pending_totp(&self, id: UserId, sealed_secret: &[u8], now: i64) -> StoreResult<()>;
+    /// Makes the pending secret (if it is still `sealed_secret`) the active one with `step` recorded as used, resets
+    /// the failure count, and stores `recovery_codes` (digests) as the new set when given. False if the pending secret
+    /// changed meanwhile.
+    async fn activate_totp(
+        &self,
+        id: UserId,
+        sealed_secret: &[u8],
+        step: i64,
+        recovery_codes: Option<&[Vec<u8>]>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Records `step` as used (if later than the last one) and removes the authenticator with the recovery codes.
+    /// False when the step was already used.
+    async fn remove_totp(&self, id: UserId, step: i64) -> StoreResult<bool>;
+
+    // Recovery codes.
+    async fn replace_recovery_codes(&self, id: UserId, digests: &[Vec<u8>], now: i64) -> StoreResult<()>;
+
+    // Second-factor attempts.
+    async fn claim_second_factor_attempt(
+        &self,
+        id: UserId,
+        pending: Option<SessionId>,
+        policy: &AttemptPolicy,
+        now: i64,
+    ) -> StoreResult<AttemptClaim>;
+    /// Notes a failed (or replayed) code for the next sign-in's notices, and ends the pending session once it has
+    /// used all its tries. Returns the tries the pending session has left.
+    async fn record_second_factor_failure(
+        &self,
+        id: UserId,
+        pending: Option<SessionId>,
+        replay: bool,
+        policy: &AttemptPolicy,
+        now: i64,
+    ) -> StoreResult<i64>;
+    /// Consumes the proof, replaces the pending session by `full` and resets the failure count — all or nothing.
+    async fn complete_login(
+        &self,
+        pending: SessionId,
+        proof: &Proof,
+        full: &NewSession,
+    ) -> StoreResult<LoginCompletion>;
+
+    // Sessions.
+    /// Creates a session; a full one takes over the account's pending notices and records the sign-in.
+    async fn insert_session(&self, session: &NewSession) -> StoreResult<SessionId>;
+    async fn session_by_digest(&self, digest: &[u8]) -> StoreResult<Option<Session>>;
+    async fn touch_session(&self, id: SessionId, now: i64) -> StoreResult<()>;
+    async fn delete_session(&self, digest: &[u8]) -> StoreResult<Option<Session>>;
+    /// Ends the account's sessions except `keep`; returns how many ended.
+    async fn delete_user_sessions(&self, id: UserId, keep: Option<SessionId>) -> StoreResult<u64>;
+    /// Deletes sessions past their absolute or idle expiry.
+    async fn purge_expired_sessions(&self, now: i64, idle_seconds: i64) -> StoreResult<u64>;
+
+    // Password throttling.
+    /// Counts one attempt against every key, all or none: if any key is over its limit nothing is counted.
+    async fn reserve_password_attempt(&self, keys: &[ThrottleKey], now: i64) -> StoreResult<Result<(), Throttled>>;
+    /// Gives back a reserved attempt (the password was right: it was no failure).
+    async fn refund_password_attempt(&self, keys: &[ThrottleKey]) -> StoreResult<()>;
+
+    // Audit.
+    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+}

@@ -1,0 +1,517 @@
+//! The SQLite store: one file, WAL mode, writes serialised by `BEGIN IMMEDIATE` so a transaction never has to
+//! upgrade a read lock (which SQLite answers with an immediate "busy" instead of waiting).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::*;
+use crate::audit::AuditEvent;
+
+const USER_COLUMNS: &str = "id, username, password_hash, created_at, totp_secret, totp_pending_secret, \
+     totp_last_step, second_factor_failures, second_factor_locked_until, last_login_at, \
+     (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) AS recovery_codes_left";
+
+const SESSION_COLUMNS: &str = "s.id, s.user_id, u.username, s.state, s.flow_id, s.created_at, s.expires_at, \
+     s.last_seen_at, s.authenticated_at, s.second_factor, s.failed_attempts, s.client_addr, s.user_agent, \
+     s.notice_failures, s.notice_replays, s.notice_last_at";
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file and brings its schema up to date.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+async fn insert_recovery_codes(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: UserId,
+    digests: &[Vec<u8>],
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    for digest in digests {
+        sqlx::query("INSERT INTO recovery_codes (user_id, digest, created_at) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(digest)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn insert_session_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    session: &NewSession,
+) -> StoreResult<SessionId> {
+    let full = session.state == SessionState::Full;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO sessions (token_digest, user_id, state, flow_id, created_at, expires_at, last_seen_at, \
+             authenticated_at, second_factor, client_addr, user_agent, notice_failures, notice_replays, notice_last_at) \
+         SELECT $1, id, $2, $3, $4, $5, $4, CASE WHEN $6 THEN $4 END, $7, $8, $9, \
+             CASE WHEN $6 THEN notice_failures ELSE 0 END, CASE WHEN $6 THEN notice_replays ELSE 0 END, \
+             CASE WHEN $6 THEN notice_last_at END \
+         FROM users WHERE id = $10 RETURNING id",
+    )
+    .bind(&session.token_digest)
+    .bind(session.state.as_str())
+    .bind(&session.flow_id)
+    .bind(session.now)
+    .bind(session.expires_at)
+    .bind(full)
+    .bind(session.second_factor)
+    .bind(&session.client_addr)
+    .bind(&session.user_agent)
+    .bind(session.user_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    if full {
+        sqlx::query(
+            "UPDATE users SET notice_failures = 0, notice_replays = 0, notice_last_at = NULL, last_login_at = $1 \
+             WHERE id = $2",
+        )
+        .bind(session.now)
+        .bind(session.user_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(SessionId(id))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, username: &str, password_hash: &str, now: i64) -> StoreResult<UserId> {
+        let inserted = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (username) DO NOTHING RETURNING id",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        inserted.map(UserId).ok_or(StoreError::UsernameTaken)
+    }
+
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
+        Ok(sqlx::query_as(&sql).bind(username).fetch_optional(&self.pool).await?)
+    }
+
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserSummary>> {
+        Ok(sqlx::query_as(
+            "SELECT username, created_at, totp_secret IS NOT NULL AS totp, \
+                 (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) \
+                     AS recovery_codes_left, \
+                 second_factor_failures, second_factor_locked_until, last_login_at \
+             FROM users ORDER BY username",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn delete_user(&self, id: UserId) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    async fn reset_second_factors(&self, id: UserId) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE users SET totp_secret = NULL, totp_enrolled_at = NULL, totp_pending_secret = NULL, \
+                 totp_pending_at = NULL, second_factor_failures = 0, second_factor_locked_until = NULL \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        insert_recovery_codes(&mut tx, id, &[], 0).await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unlock_second_factor(&self, id: UserId) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET second_factor_failures = 0, second_factor_locked_until = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_pending_totp(&self, id: UserId, sealed_secret: &[u8], now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET totp_pending_secret = $1, totp_pending_at = $2 WHERE id = $3")
+            .bind(sealed_secret)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn activate_totp(
+        &self,
+        id: UserId,
+        sealed_secret: &[u8],
+        step: i64,
+        recovery_codes: Option<&[Vec<u8>]>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        // A re-enrolment keeps the old last step if it is later, so a code already used can never be used again.
+        let activated = sqlx::query(
+            "UPDATE users SET totp_secret = totp_pending_secret, totp_enrolled_at = $1, \
+                 totp_last_step = MAX(COALESCE(totp_last_step, $2), $2), \
+                 totp_pending_secret = NULL, totp_pending_at = NULL, \
+                 second_factor_failures = 0, second_factor_locked_until = NULL \
+             WHERE id = $3 AND totp_pending_secret = $4",
+        )
+        .bind(now)
+        .bind(step)
+        .bind(id)
+        .bind(sealed_secret)
+        .execute(&mut *tx)
+        .await?;
+        if activated.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(digests) = recovery_codes {
+            insert_recovery_codes(&mut tx, id, digests, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn remove_totp(&self, id: UserId, step: i64) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let removed = sqlx::query(
+            "UPDATE users SET totp_secret = NULL, totp_enrolled_at = NULL, totp_last_step = $1, \
+                 second_factor_failures = 0, second_factor_locked_until = NULL \
+             WHERE id = $2 AND totp_secret IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < $1)",
+        )
+        .bind(step)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if removed.rows_affected() != 1 {
+            return Ok(false);
+        }
+        // Without a second factor, recovery codes would be a way in that nothing asks for.
+        insert_recovery_codes(&mut tx, id, &[], 0).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn replace_recovery_codes(&self, id: UserId, digests: &[Vec<u8>], now: i64) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        insert_recovery_codes(&mut tx, id, digests, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_second_factor_attempt(
+        &self,
+        id: UserId,
+        pending: Option<SessionId>,
+        policy: &AttemptPolicy,
+        now: i64,
+    ) -> StoreResult<AttemptClaim> {
+        let mut tx = self.write().await?;
+        let mut session_tries = 0;
+        if let Some(session) = pending {
+            let tries: Option<i64> = sqlx::query_scalar(
+                "UPDATE sessions SET failed_attempts = failed_attempts + 1 \
+                 WHERE id = $1 AND state = 'pending' AND expires_at > $2 AND failed_attempts < $3 \
+                 RETURNING failed_attempts",
+            )
+            .bind(session)
+            .bind(now)
+            .bind(policy.session_tries)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match tries {
+                Some(tries) => session_tries = tries,
+                None => return Ok(AttemptClaim::NoPendingLogin),
+            }
+        }
+        let failures: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET second_factor_failures = second_factor_failures + 1, \
+                 second_factor_locked_until = CASE WHEN (second_factor_failures + 1) % $1 = 0 \
+                     THEN $2 + $3 ELSE second_factor_locked_until END \
+             WHERE id = $4 AND second_factor_failures < $5 \
+                 AND (second_factor_locked_until IS NULL OR second_factor_locked_until <= $2) \
+             RETURNING second_factor_failures",
+        )
+        .bind(policy.lock_every)
+        .bind(now)
+        .bind(policy.lock_seconds)
+        .bind(id)
+        .bind(policy.hard_cap)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(account_failures) = failures else {
+            tx.rollback().await?;
+            let (failures, until): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT second_factor_failures, second_factor_locked_until FROM users WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .unwrap_or((policy.hard_cap, None));
+            let until = if failures >= policy.hard_cap { None } else { until };
+            return Ok(AttemptClaim::Locked { until });
+        };
+        tx.commit().await?;
+        Ok(AttemptClaim::Granted {
+            account_failures,
+            session_tries,
+        })
+    }
+
+    async fn record_second_factor_failure(
+        &self,
+        id: UserId,
+        pending: Option<SessionId>,
+        replay: bool,
+        policy: &AttemptPolicy,
+        now: i64,
+    ) -> StoreResult<i64> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE users SET notice_failures = notice_failures + 1, \
+                 notice_replays = notice_replays + $1, notice_last_at = $2 WHERE id = $3",
+        )
+        .bind(i64::from(replay))
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let mut left = 0;
+        if let Some(session) = pending {
+            let used: Option<i64> = sqlx::query_scalar(
+                "SELECT failed_attempts FROM sessions WHERE id = $1 AND state = 'pending'",
+            )
+            .bind(session)
+            .fetch_optional(&mut *tx)
+            .await?;
+            left = used.map_or(0, |used| (policy.session_tries - used).max(0));
+            if left == 0 {
+                sqlx::query("DELETE FROM sessions WHERE id = $1 AND state = 'pending'")
+                    .bind(session)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(left)
+    }
+
+    async fn complete_login(
+        &self,
+        pending: SessionId,
+        proof: &Proof,
+        full: &NewSession,
+    ) -> StoreResult<LoginCompletion> {
+        let mut tx = self.write().await?;
+        let consumed = match proof {
+            Proof::TotpStep(step) => sqlx::query(
+                "UPDATE users SET totp_last_step = $1 \
+                 WHERE id = $2 AND totp_secret IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < $1)",
+            )
+            .bind(step)
+            .bind(full.user_id)
+            .execute(&mut *tx)
+            .await?,
+            Proof::RecoveryCode(digest) => sqlx::query(
+                "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND digest = $3 AND used_at IS NULL",
+            )
+            .bind(full.now)
+            .bind(full.user_id)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?,
+        };
+        if consumed.rows_affected() != 1 {
+            return Ok(LoginCompletion::ProofRefused);
+        }
+        let ended = sqlx::query(
+            "DELETE FROM sessions WHERE id = $1 AND user_id = $2 AND state = 'pending' AND expires_at > $3",
+        )
+        .bind(pending)
+        .bind(full.user_id)
+        .bind(full.now)
+        .execute(&mut *tx)
+        .await?;
+        if ended.rows_affected() != 1 {
+            return Ok(LoginCompletion::PendingGone);
+        }
+        insert_session_in(&mut tx, full).await?;
+        sqlx::query("UPDATE users SET second_factor_failures = 0, second_factor_locked_until = NULL WHERE id = $1")
+            .bind(full.user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(LoginCompletion::Done)
+    }
+
+    async fn insert_session(&self, session: &NewSession) -> StoreResult<SessionId> {
+        let mut tx = self.write().await?;
+        let id = insert_session_in(&mut tx, session).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn session_by_digest(&self, digest: &[u8]) -> StoreResult<Option<Session>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_digest = $1"
+        );
+        Ok(sqlx::query_as(&sql).bind(digest).fetch_optional(&self.pool).await?)
+    }
+
+    async fn touch_session(&self, id: SessionId, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, digest: &[u8]) -> StoreResult<Option<Session>> {
+        let mut tx = self.write().await?;
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_digest = $1"
+        );
+        let session: Option<Session> = sqlx::query_as(&sql).bind(digest).fetch_optional(&mut *tx).await?;
+        sqlx::query("DELETE FROM sessions WHERE token_digest = $1")
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(session)
+    }
+
+    async fn delete_user_sessions(&self, id: UserId, keep: Option<SessionId>) -> StoreResult<u64> {
+        let deleted = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id IS NOT $2")
+            .bind(id)
+            .bind(keep)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn purge_expired_sessions(&self, now: i64, idle_seconds: i64) -> StoreResult<u64> {
+        let deleted = sqlx::query(
+            "DELETE FROM sessions WHERE expires_at <= $1 OR (state = 'full' AND last_seen_at + $2 <= $1)",
+        )
+        .bind(now)
+        .bind(idle_seconds)
+        .execute(&self.pool)
+        .await?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn reserve_password_attempt(&self, keys: &[ThrottleKey], now: i64) -> StoreResult<Result<(), Throttled>> {
+        let mut tx = self.write().await?;
+        for key in keys {
+            let window_opened = now - key.window_seconds;
+            let counted = sqlx::query(
+                "INSERT INTO login_throttle (key, attempts, window_start) VALUES ($1, 1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                     attempts = CASE WHEN login_throttle.window_start <= $3 THEN 1 ELSE login_throttle.attempts + 1 END, \
+                     window_start = CASE WHEN login_throttle.window_start <= $3 THEN $2 ELSE login_throttle.window_start END \
+                 WHERE login_throttle.window_start <= $3 OR login_throttle.attempts < $4",
+            )
+            .bind(&key.key)
+            .bind(now)
+            .bind(window_opened)
+            .bind(key.limit)
+            .execute(&mut *tx)
+            .await?;
+            if counted.rows_affected() == 0 {
+                let started: i64 = sqlx::query_scalar("SELECT window_start FROM login_throttle WHERE key = $1")
+                    .bind(&key.key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.rollback().await?;
+                let retry_after = (started + key.window_seconds - now).max(1);
+                return Ok(Err(Throttled { retry_after }));
+            }
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn refund_password_attempt(&self, keys: &[ThrottleKey]) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        for key in keys {
+            sqlx::query("UPDATE login_throttle SET attempts = attempts - 1 WHERE key = $1 AND attempts > 0")
+                .bind(&key.key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        let at_ms = i64::try_from(event.at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO audit_events (at_ms, flow_id, user_id, username, client_addr, user_agent, event, method, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(at_ms)
+        .bind(&event.flow_id)
+        .bind(event.user_id)
+        .bind(&event.username)
+        .bind(&event.requester.client_addr)
+        .bind(&event.requester.user_agent)
+        .bind(event.event.as_str())
+        .bind(event.method)
+        .bind(event.outcome.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
