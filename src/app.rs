@@ -19,7 +19,9 @@ use crate::store::{SqliteStore, Store, StoreError};
 pub enum StartupError {
     #[error(transparent)]
     Key(#[from] KeyError),
-    #[error("cannot open the database {url}: {source}. Check that its folder exists and is writable, or set database_url.")]
+    #[error(
+        "cannot open the database {url}: {source}. Check that its folder exists and is writable, or set database_url."
+    )]
     Database { url: String, source: StoreError },
     #[error(transparent)]
     Hash(#[from] HashError),
@@ -31,10 +33,7 @@ fn seconds(duration: Duration) -> i64 {
 
 /// Opens the database and the key and builds the login flow; the command line's user commands need only this.
 pub async fn open_flow(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Flow>, StartupError> {
-    let path = config
-        .database_url
-        .sqlite_path()
-        .unwrap_or_else(|| "twofold.db".into());
+    let path = config.database_url.sqlite_path().unwrap_or_else(|| "twofold.db".into());
     let store = SqliteStore::open(&path)
         .await
         .map_err(|source| StartupError::Database {

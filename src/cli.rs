@@ -137,7 +137,10 @@ async fn user(flow: &Flow, command: UserCommand) -> Result<(), FlowError> {
         }
         UserCommand::List => {
             let users = flow.list_users().await?;
-            println!("{:<32} {:<5} {:>14} {:<20} LAST SIGN-IN", "USERNAME", "TOTP", "RECOVERY CODES", "LOCK");
+            println!(
+                "{:<32} {:<5} {:>14} {:<20} LAST SIGN-IN",
+                "USERNAME", "TOTP", "RECOVERY CODES", "LOCK"
+            );
             for user in users {
                 let lock = match (user.second_factor_failures, user.second_factor_locked_until) {
                     (failures, _) if failures >= crate::flow::limits::SECOND_FACTOR.hard_cap => {

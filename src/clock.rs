@@ -26,9 +26,7 @@ pub struct FixedClock {
 
 impl FixedClock {
     pub fn new(now: OffsetDateTime) -> Self {
-        Self {
-            now: Mutex::new(now),
-        }
+        Self { now: Mutex::new(now) }
     }
 
     pub fn at_unix(seconds: i64) -> Self {

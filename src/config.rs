@@ -117,10 +117,7 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the config file {path}: {source}. Check the path given to --config.")]
-    File {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    File { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Invalid(String),
 }
@@ -200,14 +197,11 @@ fn parse_env_value(key: &str, value: &str) -> figment::value::Value {
 }
 
 fn describe(error: figment::Error, file: Option<&Path>) -> ConfigError {
-    let place = file
-        .map(|path| format!(" in {}", path.display()))
-        .unwrap_or_default();
+    let place = file.map(|path| format!(" in {}", path.display())).unwrap_or_default();
     let message = match &error.kind {
-        figment::error::Kind::UnknownField(field, _) => format!(
-            "unknown key `{field}`{place}. Known keys: {}.",
-            KNOWN_KEYS.join(", ")
-        ),
+        figment::error::Kind::UnknownField(field, _) => {
+            format!("unknown key `{field}`{place}. Known keys: {}.", KNOWN_KEYS.join(", "))
+        }
         figment::error::Kind::InvalidType(actual, expected) => {
             let key = error.path.join(".");
             format!("`{key}`{place} has the wrong type: found {actual}, expected {expected}.")
@@ -305,10 +299,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -334,19 +325,14 @@ mod tests {
         .unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert!(config.allow_registration);
-        assert_eq!(
-            config.secret_key_file,
-            PathBuf::from("/var/lib/twofold/twofold.key")
-        );
+        assert_eq!(config.secret_key_file, PathBuf::from("/var/lib/twofold/twofold.key"));
         assert_eq!(config.warnings.len(), 1);
         assert!(config.warnings[0].contains("TWOFOLD_COLOUR"));
     }
 
     #[test]
     fn errors_say_what_and_how() {
-        let bad = |pairs: &[(&str, &str)]| {
-            Config::load_from(None, env(pairs)).unwrap_err().to_string()
-        };
+        let bad = |pairs: &[(&str, &str)]| Config::load_from(None, env(pairs)).unwrap_err().to_string();
         assert!(bad(&[("TWOFOLD_LISTEN", "nowhere")]).contains("127.0.0.1:8080"));
         assert!(bad(&[("TWOFOLD_PUBLIC_URL", "ftp://x")]).contains("public_url"));
         assert!(bad(&[("TWOFOLD_ISSUER", "a:b")]).contains("colon"));

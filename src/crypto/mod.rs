@@ -26,15 +26,9 @@ const NONCE_BYTES: usize = 24;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read the secret key file {path}: {source}. Check its permissions, or set secret_key_file to a file Twofold can read.")]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Unreadable { path: PathBuf, source: std::io::Error },
     #[error("cannot create the secret key file {path}: {source}. Check that its folder exists and is writable, or set secret_key_file.")]
-    Uncreatable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Uncreatable { path: PathBuf, source: std::io::Error },
     #[error("the secret key file {path} does not hold a key (expected 64 hexadecimal characters). Restore it from your backup; a new key cannot open the secrets already stored.")]
     Malformed { path: PathBuf },
 }
@@ -80,9 +74,7 @@ impl Keys {
         match written {
             Ok(()) => Ok(Self::from_master(&key)),
             // Another process created it first: use theirs, so both agree on one key.
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                Self::load_or_create(path)
-            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Self::load_or_create(path),
             Err(source) => Err(KeyError::Uncreatable {
                 path: path.to_owned(),
                 source,
@@ -91,9 +83,7 @@ impl Keys {
     }
 
     fn parse(path: &Path, text: &str) -> Result<Self, KeyError> {
-        let malformed = || KeyError::Malformed {
-            path: path.to_owned(),
-        };
+        let malformed = || KeyError::Malformed { path: path.to_owned() };
         let bytes = hex::decode(text.trim()).map_err(|_| malformed())?;
         let key: [u8; KEY_BYTES] = bytes.try_into().map_err(|_| malformed())?;
         Ok(Self::from_master(&key))
@@ -136,9 +126,7 @@ impl Keys {
             msg: ciphertext,
             aad: context.as_bytes(),
         };
-        self.sealing
-            .decrypt(XNonce::from_slice(nonce), payload)
-            .ok()
+        self.sealing.decrypt(XNonce::from_slice(nonce), payload).ok()
     }
 
     /// HMAC-SHA-256 of a normalised recovery code: what the database stores instead of the code.
@@ -151,8 +139,8 @@ impl Keys {
 }
 
 fn derive(master: &[u8; KEY_BYTES], label: &[u8]) -> [u8; KEY_BYTES] {
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(master)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac =
+        <HmacSha256 as Mac>::new_from_slice(master).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(label);
     mac.finalize().into_bytes().into()
 }
@@ -229,10 +217,7 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::write(&path, "not a key").unwrap();
-        assert!(matches!(
-            Keys::load_or_create(&path),
-            Err(KeyError::Malformed { .. })
-        ));
+        assert!(matches!(Keys::load_or_create(&path), Err(KeyError::Malformed { .. })));
         let missing_dir = dir.path().join("no/such/folder/twofold.key");
         assert!(matches!(
             Keys::load_or_create(&missing_dir),

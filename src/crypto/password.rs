@@ -158,12 +158,30 @@ mod tests {
 
     #[test]
     fn policy() {
-        assert_eq!(check_new_password("short", "a", "Twofold").unwrap_err(), WeakPassword::TooShort);
-        assert_eq!(check_new_password("ééééééé", "a", "Twofold").unwrap_err(), WeakPassword::TooShort);
-        assert_eq!(check_new_password("Password123", "a", "Twofold").unwrap_err(), WeakPassword::Common);
-        assert_eq!(check_new_password("aliceliddell", "AliceLiddell", "Twofold").unwrap_err(), WeakPassword::Contextual);
-        assert_eq!(check_new_password("mytwofoldpass", "a", "Twofold").unwrap_err(), WeakPassword::Contextual);
-        assert_eq!(check_new_password(&"x".repeat(1025), "a", "Twofold").unwrap_err(), WeakPassword::TooLong);
+        assert_eq!(
+            check_new_password("short", "a", "Twofold").unwrap_err(),
+            WeakPassword::TooShort
+        );
+        assert_eq!(
+            check_new_password("ééééééé", "a", "Twofold").unwrap_err(),
+            WeakPassword::TooShort
+        );
+        assert_eq!(
+            check_new_password("Password123", "a", "Twofold").unwrap_err(),
+            WeakPassword::Common
+        );
+        assert_eq!(
+            check_new_password("aliceliddell", "AliceLiddell", "Twofold").unwrap_err(),
+            WeakPassword::Contextual
+        );
+        assert_eq!(
+            check_new_password("mytwofoldpass", "a", "Twofold").unwrap_err(),
+            WeakPassword::Contextual
+        );
+        assert_eq!(
+            check_new_password(&"x".repeat(1025), "a", "Twofold").unwrap_err(),
+            WeakPassword::TooLong
+        );
         assert!(check_new_password("correct horse battery staple", "alice", "Twofold").is_ok());
         assert!(check_new_password("lowercase only passphrase", "alice", "Twofold").is_ok());
     }
@@ -173,9 +191,18 @@ mod tests {
         let hasher = PasswordHasher::new().await.unwrap();
         let phc = hasher.hash(Password::new("ﬁne password").unwrap()).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(hasher.verify(Password::new("fine password").unwrap(), Some(phc.clone())).await.unwrap());
-        assert!(!hasher.verify(Password::new("Fine password").unwrap(), Some(phc.clone())).await.unwrap());
-        assert!(!hasher.verify(Password::new("ﬁne passwor").unwrap(), Some(phc)).await.unwrap());
+        assert!(hasher
+            .verify(Password::new("fine password").unwrap(), Some(phc.clone()))
+            .await
+            .unwrap());
+        assert!(!hasher
+            .verify(Password::new("Fine password").unwrap(), Some(phc.clone()))
+            .await
+            .unwrap());
+        assert!(!hasher
+            .verify(Password::new("ﬁne passwor").unwrap(), Some(phc))
+            .await
+            .unwrap());
         assert!(!hasher.verify(Password::new("anything").unwrap(), None).await.unwrap());
         assert!(Password::new("").is_none());
         assert!(Password::new(&"x".repeat(1025)).is_none());

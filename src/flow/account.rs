@@ -12,7 +12,8 @@ impl Flow {
     /// Self-service sign-up; only when `allow_registration` is on.
     pub async fn register(&self, username: &str, password: &str, who: &Requester) -> FlowResult<String> {
         if !self.settings.allow_registration {
-            self.audit(Event::Register, Outcome::Refused, who, None, None, None).await?;
+            self.audit(Event::Register, Outcome::Refused, who, None, None, None)
+                .await?;
             return Err(FlowError::RegistrationDisabled);
         }
         self.create_user(username, password, who, Event::Register).await
@@ -60,8 +61,15 @@ impl Flow {
         let user = self.existing_user(username).await?;
         self.store.reset_second_factors(user.id).await?;
         let who = Requester::command_line();
-        self.audit(Event::UserReset2fa, Outcome::Success, &who, Some((user.id, &user.username)), None, None)
-            .await
+        self.audit(
+            Event::UserReset2fa,
+            Outcome::Success,
+            &who,
+            Some((user.id, &user.username)),
+            None,
+            None,
+        )
+        .await
     }
 
     /// Lifts the second-factor lock (including the one at 100 failures).
@@ -69,8 +77,15 @@ impl Flow {
         let user = self.existing_user(username).await?;
         self.store.unlock_second_factor(user.id).await?;
         let who = Requester::command_line();
-        self.audit(Event::UserUnlock, Outcome::Success, &who, Some((user.id, &user.username)), None, None)
-            .await
+        self.audit(
+            Event::UserUnlock,
+            Outcome::Success,
+            &who,
+            Some((user.id, &user.username)),
+            None,
+            None,
+        )
+        .await
     }
 
     pub async fn delete_user(&self, username: &str) -> FlowResult<()> {
@@ -79,7 +94,14 @@ impl Flow {
             return Err(FlowError::NoSuchUser(username.to_owned()));
         }
         let who = Requester::command_line();
-        self.audit(Event::UserDelete, Outcome::Success, &who, Some((user.id, &user.username)), None, None)
-            .await
+        self.audit(
+            Event::UserDelete,
+            Outcome::Success,
+            &who,
+            Some((user.id, &user.username)),
+            None,
+            None,
+        )
+        .await
     }
 }

@@ -50,7 +50,9 @@ pub enum FlowError {
     UsernameTaken,
     #[error("{0}")]
     WeakPassword(WeakPassword),
-    #[error("a username is 1 to 64 characters: letters a-z, digits, '.', '_', '-' or '@', starting with a letter or digit")]
+    #[error(
+        "a username is 1 to 64 characters: letters a-z, digits, '.', '_', '-' or '@', starting with a letter or digit"
+    )]
     InvalidUsername,
     #[error("the username or password is wrong")]
     InvalidCredentials,
@@ -62,7 +64,9 @@ pub enum FlowError {
     NoPendingLogin,
     #[error("you are not signed in")]
     Unauthenticated,
-    #[error("changing a second factor needs a recent sign-in: sign out and sign in again, then retry within 15 minutes")]
+    #[error(
+        "changing a second factor needs a recent sign-in: sign out and sign in again, then retry within 15 minutes"
+    )]
     ReauthenticationRequired,
     #[error("storage failed: {0}")]
     Store(#[from] StoreError),

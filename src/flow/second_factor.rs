@@ -24,9 +24,9 @@ impl TypedCode {
     fn parse(method: Method, raw: &str) -> FlowResult<Self> {
         match method {
             Method::Totp => six_digits(raw).map(Self::Totp),
-            Method::RecoveryCode => RecoveryCode::parse(raw).map(Self::Recovery).ok_or_else(|| {
-                FlowError::BadRequest("a recovery code looks like XXXX-XXXX-XXXX-XXXX".into())
-            }),
+            Method::RecoveryCode => RecoveryCode::parse(raw)
+                .map(Self::Recovery)
+                .ok_or_else(|| FlowError::BadRequest("a recovery code looks like XXXX-XXXX-XXXX-XXXX".into())),
         }
     }
 }
@@ -83,8 +83,15 @@ impl Flow {
             .ok_or_else(|| FlowError::BadRequest("method must be \"totp\" or \"recovery_code\"".into()))?;
         let code = TypedCode::parse(method, code)?;
         let Some(pending) = self.pending_session(token).await? else {
-            self.audit(Event::SecondFactor, Outcome::NoPendingLogin, who, None, None, Some(method))
-                .await?;
+            self.audit(
+                Event::SecondFactor,
+                Outcome::NoPendingLogin,
+                who,
+                None,
+                None,
+                Some(method),
+            )
+            .await?;
             return Err(FlowError::NoPendingLogin);
         };
         let user = self
@@ -130,7 +137,11 @@ impl Flow {
                 Ok(new_token)
             }
             LoginCompletion::ProofRefused => {
-                let failure = if method == Method::Totp { Failure::Replay } else { Failure::Wrong };
+                let failure = if method == Method::Totp {
+                    Failure::Replay
+                } else {
+                    Failure::Wrong
+                };
                 self.fail(&check, failure, account_failures).await
             }
             LoginCompletion::PendingGone => {
@@ -141,8 +152,15 @@ impl Flow {
     }
 
     async fn audit_check(&self, check: &Check<'_>, outcome: Outcome) -> FlowResult<()> {
-        self.audit(check.event, outcome, check.who, check.subject(), check.flow, Some(check.method))
-            .await
+        self.audit(
+            check.event,
+            outcome,
+            check.who,
+            check.subject(),
+            check.flow,
+            Some(check.method),
+        )
+        .await
     }
 
     /// Claims one code check for the account (and the pending session, if any). `Ok(Ok(failures))` when granted,
@@ -229,7 +247,9 @@ impl Flow {
         let view = self.recent_session(token).await?;
         let secret = otp::generate_totp_secret();
         let sealed = self.keys.seal(&Self::totp_context(view.user_id), &secret);
-        self.store.set_pending_totp(view.user_id, &sealed, self.now_unix()).await?;
+        self.store
+            .set_pending_totp(view.user_id, &sealed, self.now_unix())
+            .await?;
         let otpauth_uri = otp::otpauth_uri(&self.settings.issuer, &view.username, &secret);
         let qr_svg = otp::qr_svg(&otpauth_uri)
             .map_err(|_| FlowError::BadRequest("the username is too long for a QR code".into()))?;
@@ -288,7 +308,13 @@ impl Flow {
             .collect();
         let activated = self
             .store
-            .activate_totp(user.id, &pending_secret, step, first_factor.then_some(&digests[..]), now)
+            .activate_totp(
+                user.id,
+                &pending_secret,
+                step,
+                first_factor.then_some(&digests[..]),
+                now,
+            )
             .await?;
         if !activated {
             return Err(FlowError::BadRequest(

@@ -16,10 +16,7 @@ pub enum LoginOutcome {
     /// The account has no second factor: signed in.
     Authenticated(SessionToken),
     /// A pending session was opened; one of `methods` must follow.
-    SecondFactorRequired {
-        token: SessionToken,
-        methods: Vec<Method>,
-    },
+    SecondFactorRequired { token: SessionToken, methods: Vec<Method> },
 }
 
 /// Something the user should know at sign-in: failures and refused replays since their last sign-in.
@@ -92,7 +89,8 @@ impl Flow {
         let now = self.now_unix();
         let throttle = limits::password_throttle_keys(username.as_str(), who.client_addr.as_deref());
         if let Err(throttled) = self.store.reserve_password_attempt(&throttle, now).await? {
-            self.audit(Event::Login, Outcome::Throttled, who, None, None, None).await?;
+            self.audit(Event::Login, Outcome::Throttled, who, None, None, None)
+                .await?;
             return Err(FlowError::TooManyAttempts {
                 retry_after: throttled.retry_after,
                 message: "too many sign-in attempts; wait before trying again".into(),
@@ -111,9 +109,17 @@ impl Flow {
         let token = SessionToken::generate();
         let flow = flow_id();
         let (state, expires_at, outcome) = if methods.is_empty() {
-            (SessionState::Full, now + self.settings.session_lifetime_seconds, Outcome::Success)
+            (
+                SessionState::Full,
+                now + self.settings.session_lifetime_seconds,
+                Outcome::Success,
+            )
         } else {
-            (SessionState::Pending, now + limits::PENDING_SESSION_SECONDS, Outcome::SecondFactorRequired)
+            (
+                SessionState::Pending,
+                now + limits::PENDING_SESSION_SECONDS,
+                Outcome::SecondFactorRequired,
+            )
         };
         self.store
             .insert_session(&NewSession {
@@ -128,8 +134,15 @@ impl Flow {
                 user_agent: who.user_agent.clone(),
             })
             .await?;
-        self.audit(Event::Login, outcome, who, Some((user.id, &user.username)), Some(&flow), None)
-            .await?;
+        self.audit(
+            Event::Login,
+            outcome,
+            who,
+            Some((user.id, &user.username)),
+            Some(&flow),
+            None,
+        )
+        .await?;
         Ok(if methods.is_empty() {
             LoginOutcome::Authenticated(token)
         } else {

@@ -122,7 +122,9 @@ pub async fn logout(
 ) -> Result<Response, ApiError> {
     state.flow.logout(token.as_ref(), &who).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(header::SET_COOKIE, cleared_cookie(&state));
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, cleared_cookie(&state));
     Ok(response)
 }
 

@@ -39,14 +39,7 @@ mod tests {
 
     #[test]
     fn accepts_plain_and_separated_codes() {
-        for raw in [
-            "123456",
-            "123 456",
-            "123-456",
-            " 123456 ",
-            "\t123456",
-            "1-2 3\t4-5 6",
-        ] {
+        for raw in ["123456", "123 456", "123-456", " 123456 ", "\t123456", "1-2 3\t4-5 6"] {
             let code = SixDigitCode::parse(raw).unwrap_or_else(|| panic!("rejected {raw:?}"));
             assert_eq!(code.as_str(), "123456");
         }
@@ -54,10 +47,7 @@ mod tests {
 
     #[test]
     fn separated_and_plain_codes_are_equal() {
-        assert_eq!(
-            SixDigitCode::parse("123 456"),
-            SixDigitCode::parse("123456")
-        );
+        assert_eq!(SixDigitCode::parse("123 456"), SixDigitCode::parse("123456"));
         assert!(SixDigitCode::parse("123456").is_some());
     }
 

@@ -38,13 +38,7 @@ pub fn hotp(secret: &[u8], counter: u64, digits: u32, algorithm: Algorithm) -> S
 /// RFC 6238 TOTP at unix time `unix_time` (T0 = 0, step `period`), 64-bit T (post-2038 works).
 ///
 /// A `period` of 0 is treated as 1 second rather than dividing by zero.
-pub fn totp(
-    secret: &[u8],
-    unix_time: u64,
-    period: u64,
-    digits: u32,
-    algorithm: Algorithm,
-) -> String {
+pub fn totp(secret: &[u8], unix_time: u64, period: u64, digits: u32, algorithm: Algorithm) -> String {
     hotp(secret, unix_time / period.max(1), digits, algorithm)
 }
 
@@ -116,10 +110,7 @@ mod tests {
 
     #[test]
     fn totp_with_zero_period_does_not_panic() {
-        assert_eq!(
-            totp(SEED, 1, 0, 6, Algorithm::Sha1),
-            hotp(SEED, 1, 6, Algorithm::Sha1)
-        );
+        assert_eq!(totp(SEED, 1, 0, 6, Algorithm::Sha1), hotp(SEED, 1, 6, Algorithm::Sha1));
     }
 
     #[test]

@@ -39,9 +39,5 @@ fn strip_separators(raw: &str) -> Option<String> {
     if raw.len() > MAX_RAW_CODE_LEN {
         return None;
     }
-    Some(
-        raw.chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '\t'))
-            .collect(),
-    )
+    Some(raw.chars().filter(|c| !matches!(c, ' ' | '-' | '\t')).collect())
 }

@@ -88,10 +88,7 @@ mod tests {
             if i % 5 == 4 {
                 assert_eq!(c, '-', "{shown}");
             } else {
-                assert!(
-                    c.is_ascii_uppercase() || ('2'..='7').contains(&c),
-                    "{shown}"
-                );
+                assert!(c.is_ascii_uppercase() || ('2'..='7').contains(&c), "{shown}");
             }
         }
     }
@@ -109,10 +106,7 @@ mod tests {
         let code = RecoveryCode::generate();
         assert_eq!(RecoveryCode::parse(&code.display()), Some(code.clone()));
         assert_eq!(RecoveryCode::parse(code.as_str()), Some(code.clone()));
-        let sloppy = format!(
-            " {} ",
-            code.display().replace('-', " ").to_ascii_lowercase()
-        );
+        let sloppy = format!(" {} ", code.display().replace('-', " ").to_ascii_lowercase());
         assert_eq!(RecoveryCode::parse(&sloppy), Some(code.clone()));
         let tabbed = code.display().replace('-', "\t");
         assert_eq!(RecoveryCode::parse(&tabbed), Some(code));

@@ -11,11 +11,7 @@ use super::{TOTP_DIGITS, TOTP_PERIOD};
 /// Everything except RFC 3986 unreserved characters. Narrower sets (e.g. leaving '@' or ':'
 /// alone) are legal in some URI positions, but apps disagree on parsing the label, so encoding
 /// maximally is the interoperable choice; '+' is never produced because space becomes %20.
-const LABEL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const LABEL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// The smallest width and height of the QR image; smaller renders are hard for phone cameras.
 const QR_MIN_PIXELS: u32 = 200;

@@ -70,10 +70,7 @@ async fn insert_recovery_codes(
     Ok(())
 }
 
-async fn insert_session_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    session: &NewSession,
-) -> StoreResult<SessionId> {
+async fn insert_session_in(tx: &mut Transaction<'static, Sqlite>, session: &NewSession) -> StoreResult<SessionId> {
     let full = session.state == SessionState::Full;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO sessions (token_digest, user_id, state, flow_id, created_at, expires_at, last_seen_at, \
@@ -292,13 +289,12 @@ impl Store for SqliteStore {
         .await?;
         let Some(account_failures) = failures else {
             tx.rollback().await?;
-            let (failures, until): (i64, Option<i64>) = sqlx::query_as(
-                "SELECT second_factor_failures, second_factor_locked_until FROM users WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .unwrap_or((policy.hard_cap, None));
+            let (failures, until): (i64, Option<i64>) =
+                sqlx::query_as("SELECT second_factor_failures, second_factor_locked_until FROM users WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .unwrap_or((policy.hard_cap, None));
             let until = if failures >= policy.hard_cap { None } else { until };
             return Ok(AttemptClaim::Locked { until });
         };
@@ -329,12 +325,11 @@ impl Store for SqliteStore {
         .await?;
         let mut left = 0;
         if let Some(session) = pending {
-            let used: Option<i64> = sqlx::query_scalar(
-                "SELECT failed_attempts FROM sessions WHERE id = $1 AND state = 'pending'",
-            )
-            .bind(session)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let used: Option<i64> =
+                sqlx::query_scalar("SELECT failed_attempts FROM sessions WHERE id = $1 AND state = 'pending'")
+                    .bind(session)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             left = used.map_or(0, |used| (policy.session_tries - used).max(0));
             if left == 0 {
                 sqlx::query("DELETE FROM sessions WHERE id = $1 AND state = 'pending'")
@@ -355,22 +350,26 @@ impl Store for SqliteStore {
     ) -> StoreResult<LoginCompletion> {
         let mut tx = self.write().await?;
         let consumed = match proof {
-            Proof::TotpStep(step) => sqlx::query(
-                "UPDATE users SET totp_last_step = $1 \
+            Proof::TotpStep(step) => {
+                sqlx::query(
+                    "UPDATE users SET totp_last_step = $1 \
                  WHERE id = $2 AND totp_secret IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < $1)",
-            )
-            .bind(step)
-            .bind(full.user_id)
-            .execute(&mut *tx)
-            .await?,
-            Proof::RecoveryCode(digest) => sqlx::query(
-                "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND digest = $3 AND used_at IS NULL",
-            )
-            .bind(full.now)
-            .bind(full.user_id)
-            .bind(digest)
-            .execute(&mut *tx)
-            .await?,
+                )
+                .bind(step)
+                .bind(full.user_id)
+                .execute(&mut *tx)
+                .await?
+            }
+            Proof::RecoveryCode(digest) => {
+                sqlx::query(
+                    "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND digest = $3 AND used_at IS NULL",
+                )
+                .bind(full.now)
+                .bind(full.user_id)
+                .bind(digest)
+                .execute(&mut *tx)
+                .await?
+            }
         };
         if consumed.rows_affected() != 1 {
             return Ok(LoginCompletion::ProofRefused);
@@ -442,13 +441,12 @@ impl Store for SqliteStore {
     }
 
     async fn purge_expired_sessions(&self, now: i64, idle_seconds: i64) -> StoreResult<u64> {
-        let deleted = sqlx::query(
-            "DELETE FROM sessions WHERE expires_at <= $1 OR (state = 'full' AND last_seen_at + $2 <= $1)",
-        )
-        .bind(now)
-        .bind(idle_seconds)
-        .execute(&self.pool)
-        .await?;
+        let deleted =
+            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR (state = 'full' AND last_seen_at + $2 <= $1)")
+                .bind(now)
+                .bind(idle_seconds)
+                .execute(&self.pool)
+                .await?;
         Ok(deleted.rows_affected())
     }
 

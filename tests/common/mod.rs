@@ -120,8 +120,14 @@ impl TestApp {
         let db_path = dir.path().join("twofold.db");
         let key_path = dir.path().join("twofold.key");
         let mut env = vec![
-            ("TWOFOLD_DATABASE_URL".to_owned(), format!("sqlite://{}", db_path.display())),
-            ("TWOFOLD_ALLOW_REGISTRATION".to_owned(), options.allow_registration.to_string()),
+            (
+                "TWOFOLD_DATABASE_URL".to_owned(),
+                format!("sqlite://{}", db_path.display()),
+            ),
+            (
+                "TWOFOLD_ALLOW_REGISTRATION".to_owned(),
+                options.allow_registration.to_string(),
+            ),
             ("TWOFOLD_PUBLIC_URL".to_owned(), options.public_url.clone()),
             ("TWOFOLD_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ];
@@ -192,7 +198,12 @@ impl TestApp {
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp { status, headers, text, body }
+        Resp {
+            status,
+            headers,
+            text,
+            body,
+        }
     }
 
     fn with_cookie(&self, request: reqwest::RequestBuilder, cookie: Option<&str>) -> reqwest::RequestBuilder {
@@ -213,7 +224,8 @@ impl TestApp {
 
     /// A POST with no body at all (logout, setup, recovery codes).
     pub async fn post_empty(&self, path: &str, cookie: Option<&str>) -> Resp {
-        self.send(self.with_cookie(self.http.post(self.url(path)), cookie)).await
+        self.send(self.with_cookie(self.http.post(self.url(path)), cookie))
+            .await
     }
 
     pub async fn delete(&self, path: &str, cookie: Option<&str>, body: Value) -> Resp {
@@ -243,8 +255,12 @@ impl TestApp {
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Resp {
-        self.post("/auth/login", None, json!({ "username": username, "password": password }))
-            .await
+        self.post(
+            "/auth/login",
+            None,
+            json!({ "username": username, "password": password }),
+        )
+        .await
     }
 
     /// The current TOTP code for `secret` on the server's clock, `offset` steps away.
@@ -267,7 +283,11 @@ impl TestApp {
             .decode(setup.body["secret"].as_str().expect("secret").as_bytes())
             .expect("base32 secret");
         let confirm = self
-            .post("/auth/2fa/totp/confirm", Some(&cookie), json!({ "code": self.code(&secret, 0) }))
+            .post(
+                "/auth/2fa/totp/confirm",
+                Some(&cookie),
+                json!({ "code": self.code(&secret, 0) }),
+            )
             .await;
         assert_eq!(confirm.status, 200, "{confirm:?}");
         let recovery_codes = confirm.body["recovery_codes"]
@@ -295,8 +315,12 @@ impl TestApp {
     }
 
     pub async fn verify(&self, cookie: &str, method: &str, code: &str) -> Resp {
-        self.post("/auth/verify-2fa", Some(cookie), json!({ "method": method, "code": code }))
-            .await
+        self.post(
+            "/auth/verify-2fa",
+            Some(cookie),
+            json!({ "method": method, "code": code }),
+        )
+        .await
     }
 
     /// Both steps with the current TOTP code, then the clock moves one step on; returns the full session cookie.

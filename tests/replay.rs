@@ -1,0 +1,438 @@
+//! Anti-replay of TOTP codes and recovery codes, the accepted drift window, and what a refused replay leaves
+//! behind: a notice at the next sign-in and an audit event.
+
+mod common;
+
+use common::*;
+use futures::future::join_all;
+use serde_json::{json, Value};
+
+/// The TOTP step the server clock is in.
+fn current_step(app: &TestApp) -> i64 {
+    app.now().div_euclid(30)
+}
+
+/// A syntactically valid code that matches none of the steps t-1, t, t+1 for `secret`.
+fn wrong_code(app: &TestApp, secret: &[u8]) -> String {
+    let window = [
+        app.code(secret, -1),
+        app.code(secret, 0),
+        app.code(secret, 1),
+    ];
+    (0..10)
+        .map(|n| format!("{n}{n}{n}{n}{n}{n}"))
+        .find(|candidate| !window.contains(candidate))
+        .expect("a wrong code")
+}
+
+async fn user_column(app: &TestApp, username: &str, column: &str) -> Option<i64> {
+    let db = app.db().await;
+    let value: Option<i64> =
+        sqlx::query_scalar(&format!("SELECT {column} FROM users WHERE username = $1"))
+            .bind(username)
+            .fetch_one(&db)
+            .await
+            .expect("user row");
+    db.close().await;
+    value
+}
+
+async fn count(app: &TestApp, sql: &str, username: &str) -> i64 {
+    let db = app.db().await;
+    let n: i64 = sqlx::query_scalar(sql)
+        .bind(username)
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    db.close().await;
+    n
+}
+
+async fn notices(app: &TestApp, cookie: &str) -> Vec<Value> {
+    let session = app.get("/auth/session", Some(cookie)).await;
+    assert_eq!(session.status, 200, "{session:?}");
+    session.body["notices"]
+        .as_array()
+        .expect("notices array")
+        .clone()
+}
+
+#[tokio::test]
+async fn the_same_totp_code_twice_is_refused() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("alice").await;
+    let code = app.code(&user.secret, 0);
+    let step = current_step(&app);
+
+    let first = app.pending(&user).await;
+    let ok = app.verify(&first, "totp", &code).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(ok.body["status"], "authenticated");
+    assert_eq!(
+        user_column(&app, "alice", "totp_last_step").await,
+        Some(step)
+    );
+
+    // Same step, new login.
+    let second = app.pending(&user).await;
+    app.verify(&second, "totp", &code)
+        .await
+        .assert_error(401, "invalid_2fa_code");
+
+    // Next step: the code is now step t-1, still inside the window, and still refused.
+    app.advance(30);
+    let third = app.pending(&user).await;
+    app.verify(&third, "totp", &code)
+        .await
+        .assert_error(401, "invalid_2fa_code");
+    // The spaced form of the same code is the same code.
+    let spaced = format!("{} {}", &code[..3], &code[3..]);
+    app.verify(&third, "totp", &spaced)
+        .await
+        .assert_error(401, "invalid_2fa_code");
+    assert_eq!(
+        user_column(&app, "alice", "totp_last_step").await,
+        Some(step)
+    );
+
+    // The refusals were replays, not a broken session: the current code still works in the same pending session.
+    let ok = app.verify(&third, "totp", &app.code(&user.secret, 0)).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(
+        user_column(&app, "alice", "totp_last_step").await,
+        Some(step + 1)
+    );
+}
+
+#[tokio::test]
+async fn an_older_step_after_a_newer_one_is_refused() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("bob").await;
+    let step = current_step(&app);
+
+    let pending = app.pending(&user).await;
+    let ahead = app
+        .verify(&pending, "totp", &app.code(&user.secret, 1))
+        .await;
+    assert_eq!(ahead.status, 200, "{ahead:?}");
+    assert_eq!(
+        user_column(&app, "bob", "totp_last_step").await,
+        Some(step + 1)
+    );
+
+    let pending = app.pending(&user).await;
+    app.verify(&pending, "totp", &app.code(&user.secret, 0))
+        .await
+        .assert_error(401, "invalid_2fa_code");
+    app.verify(&pending, "totp", &app.code(&user.secret, -1))
+        .await
+        .assert_error(401, "invalid_2fa_code");
+    assert_eq!(
+        user_column(&app, "bob", "totp_last_step").await,
+        Some(step + 1)
+    );
+}
+
+#[tokio::test]
+async fn the_enrolment_code_cannot_be_replayed_at_login() {
+    let app = TestApp::spawn().await;
+    app.add_user("carol", PASSWORD).await;
+    let login = app.login("carol", PASSWORD).await;
+    assert_eq!(login.status, 200, "{login:?}");
+    assert_eq!(login.body["status"], "authenticated");
+    let cookie = login.cookie().expect("session cookie");
+    let setup = app.post_empty("/auth/2fa/totp/setup", Some(&cookie)).await;
+    assert_eq!(setup.status, 200, "{setup:?}");
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(setup.body["secret"].as_str().expect("secret").as_bytes())
+        .expect("base32 secret");
+    let code = app.code(&secret, 0);
+    let confirm = app
+        .post(
+            "/auth/2fa/totp/confirm",
+            Some(&cookie),
+            json!({ "code": code }),
+        )
+        .await;
+    assert_eq!(confirm.status, 200, "{confirm:?}");
+    assert_eq!(
+        user_column(&app, "carol", "totp_last_step").await,
+        Some(current_step(&app)),
+        "confirming records the step"
+    );
+
+    let logout = app.post_empty("/auth/logout", Some(&cookie)).await;
+    assert_eq!(logout.status, 204, "{logout:?}");
+
+    // Same step, no clock movement.
+    let login = app.login("carol", PASSWORD).await;
+    assert_eq!(login.status, 200, "{login:?}");
+    assert_eq!(login.body["status"], "2fa_required", "{login:?}");
+    let pending = login.cookie().expect("pending cookie");
+    app.verify(&pending, "totp", &code)
+        .await
+        .assert_error(401, "invalid_2fa_code");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM audit_events WHERE username = $1 AND event = 'second_factor' AND outcome = 'replay'",
+            "carol"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn twenty_concurrent_verifies_with_one_totp_code_succeed_once() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("dave").await;
+    // End the enrolment's full session so every full session left afterwards comes from these verifies.
+    let logout = app.post_empty("/auth/logout", Some(&user.cookie)).await;
+    assert_eq!(logout.status, 204, "{logout:?}");
+
+    let mut pendings = Vec::new();
+    for _ in 0..20 {
+        pendings.push(app.pending(&user).await);
+    }
+    let code = app.code(&user.secret, 0);
+    let step = current_step(&app);
+    let answers = join_all(
+        pendings
+            .iter()
+            .map(|pending| app.verify(pending, "totp", &code)),
+    )
+    .await;
+
+    let successes = answers.iter().filter(|a| a.status == 200).count();
+    assert_eq!(successes, 1, "{answers:#?}");
+    for answer in answers.iter().filter(|a| a.status != 200) {
+        match answer.status {
+            401 => answer.assert_error(401, "invalid_2fa_code"),
+            429 => {
+                answer.assert_error(429, "too_many_attempts");
+                assert!(answer.header("retry-after").is_some(), "{answer:?}");
+            }
+            _ => panic!("unexpected answer {answer:?}"),
+        }
+    }
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username = $1 AND s.state = 'full'",
+            "dave"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE u.username = $1 AND s.second_factor = 'totp'",
+            "dave"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        user_column(&app, "dave", "totp_last_step").await,
+        Some(step)
+    );
+
+    // The winner's cookie is a working full session.
+    let winner = answers.iter().find(|a| a.status == 200).expect("winner");
+    let cookie = winner.cookie().expect("full session cookie");
+    let session = app.get("/auth/session", Some(&cookie)).await;
+    assert_eq!(session.status, 200, "{session:?}");
+    assert_eq!(session.body["second_factor"], "totp");
+}
+
+#[tokio::test]
+async fn twenty_concurrent_uses_of_one_recovery_code_succeed_once() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("erin").await;
+    let logout = app.post_empty("/auth/logout", Some(&user.cookie)).await;
+    assert_eq!(logout.status, 204, "{logout:?}");
+
+    let mut pendings = Vec::new();
+    for _ in 0..20 {
+        pendings.push(app.pending(&user).await);
+    }
+    let code = user.recovery_codes[0].clone();
+    let answers = join_all(
+        pendings
+            .iter()
+            .map(|pending| app.verify(pending, "recovery_code", &code)),
+    )
+    .await;
+
+    let successes = answers.iter().filter(|a| a.status == 200).count();
+    assert_eq!(successes, 1, "{answers:#?}");
+    for answer in answers.iter().filter(|a| a.status != 200) {
+        match answer.status {
+            401 => answer.assert_error(401, "invalid_2fa_code"),
+            429 => answer.assert_error(429, "too_many_attempts"),
+            _ => panic!("unexpected answer {answer:?}"),
+        }
+    }
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username = $1 AND s.state = 'full'",
+            "erin"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM recovery_codes r JOIN users u ON u.id = r.user_id \
+             WHERE u.username = $1 AND r.used_at IS NOT NULL",
+            "erin"
+        )
+        .await,
+        1
+    );
+
+    // The used code stays used.
+    let winner = answers.iter().find(|a| a.status == 200).expect("winner");
+    let cookie = winner.cookie().expect("full session cookie");
+    let status = app.get("/auth/2fa", Some(&cookie)).await;
+    assert_eq!(status.status, 200, "{status:?}");
+    assert_eq!(status.body["recovery_codes_left"], 9);
+    let pending = app.pending(&user).await;
+    app.verify(&pending, "recovery_code", &code)
+        .await
+        .assert_error(401, "invalid_2fa_code");
+}
+
+#[tokio::test]
+async fn codes_one_step_either_side_are_accepted() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("frank").await;
+    // Move well past the enrolment step so t-1 is later than the last accepted step.
+    app.advance(60);
+    let step = current_step(&app);
+
+    let pending = app.pending(&user).await;
+    let behind = app
+        .verify(&pending, "totp", &app.code(&user.secret, -1))
+        .await;
+    assert_eq!(behind.status, 200, "t-1: {behind:?}");
+    assert_eq!(
+        user_column(&app, "frank", "totp_last_step").await,
+        Some(step - 1)
+    );
+
+    let pending = app.pending(&user).await;
+    let ahead = app
+        .verify(&pending, "totp", &app.code(&user.secret, 1))
+        .await;
+    assert_eq!(ahead.status, 200, "t+1: {ahead:?}");
+    assert_eq!(
+        user_column(&app, "frank", "totp_last_step").await,
+        Some(step + 1)
+    );
+}
+
+#[tokio::test]
+async fn codes_two_steps_away_are_refused() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("grace").await;
+    // The enrolment used step t0; now t = t0 + 3, so t-2 = t0 + 1 is later than anything accepted.
+    app.advance(60);
+    let last = user_column(&app, "grace", "totp_last_step")
+        .await
+        .expect("enrolment step");
+    let step = current_step(&app);
+    assert!(step - 2 > last);
+
+    let pending = app.pending(&user).await;
+    let too_old = app
+        .verify(&pending, "totp", &app.code(&user.secret, -2))
+        .await;
+    too_old.assert_error(401, "invalid_2fa_code");
+    let too_new = app
+        .verify(&pending, "totp", &app.code(&user.secret, 2))
+        .await;
+    too_new.assert_error(401, "invalid_2fa_code");
+    assert_eq!(
+        user_column(&app, "grace", "totp_last_step").await,
+        Some(last)
+    );
+    // Outside the window is a wrong code, not a replay.
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM audit_events WHERE username = $1 AND event = 'second_factor' AND outcome = 'invalid_code'",
+            "grace"
+        )
+        .await,
+        2
+    );
+
+    // The session itself was fine: the current code works.
+    let ok = app
+        .verify(&pending, "totp", &app.code(&user.secret, 0))
+        .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+}
+
+#[tokio::test]
+async fn a_refused_replay_is_noticed_at_the_next_sign_in() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("heidi").await;
+    let used = app.code(&user.secret, 0);
+    let first = app.sign_in(&user).await;
+    assert!(notices(&app, &first).await.is_empty());
+
+    // Someone replays the code just used (now step t-1) and also tries a wrong one.
+    let pending = app.pending(&user).await;
+    app.verify(&pending, "totp", &used)
+        .await
+        .assert_error(401, "invalid_2fa_code");
+    app.verify(&pending, "totp", &wrong_code(&app, &user.secret))
+        .await
+        .assert_error(401, "invalid_2fa_code");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM audit_events WHERE username = $1 AND event = 'second_factor' \
+             AND outcome = 'replay' AND method = 'totp'",
+            "heidi"
+        )
+        .await,
+        1
+    );
+
+    // The owner signs in.
+    let owner = app.sign_in(&user).await;
+    let found = notices(&app, &owner).await;
+    let replay = found
+        .iter()
+        .find(|n| n["kind"] == "totp_replay_refused")
+        .unwrap_or_else(|| panic!("no replay notice in {found:?}"));
+    assert!(
+        replay["count"].as_i64().is_some_and(|n| n >= 1),
+        "{replay:?}"
+    );
+    assert!(
+        replay["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{replay:?}"
+    );
+    let failures = found
+        .iter()
+        .find(|n| n["kind"] == "second_factor_failures")
+        .unwrap_or_else(|| panic!("no failure notice in {found:?}"));
+    assert!(
+        failures["count"].as_i64().is_some_and(|n| n >= 2),
+        "{failures:?}"
+    );
+    assert!(failures["last_at"].is_string(), "{failures:?}");
+
+    // Shown once: the sign-in after that has nothing to report.
+    let again = app.sign_in(&user).await;
+    assert!(notices(&app, &again).await.is_empty());
+}
