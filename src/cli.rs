@@ -64,7 +64,12 @@ pub fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The operator's one-shot commands print their own result; the log only speaks up for problems.
+    let level = match cli.command {
+        Command::Serve => config.log.as_str(),
+        Command::User { .. } => "warn",
+    };
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -257,6 +257,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if tracing_subscriber::EnvFilter::try_new(raw.log.trim()).is_err() {
+        return Err(invalid(format!(
+            "log = {:?} is not a log filter; use a level such as \"info\" or \"debug\", or a list like \"twofold=debug,info\".",
+            raw.log
+        )));
+    }
     let session_lifetime = parse_duration("session_lifetime", &raw.session_lifetime)?;
     let session_idle_timeout = parse_duration("session_idle_timeout", &raw.session_idle_timeout)?;
     Ok(Config {
@@ -337,6 +343,7 @@ mod tests {
         assert!(bad(&[("TWOFOLD_PUBLIC_URL", "ftp://x")]).contains("public_url"));
         assert!(bad(&[("TWOFOLD_ISSUER", "a:b")]).contains("colon"));
         assert!(bad(&[("TWOFOLD_SESSION_LIFETIME", "soon")]).contains("session_lifetime"));
+        assert!(bad(&[("TWOFOLD_LOG", "=!=")]).contains("log filter"));
         assert!(bad(&[("TWOFOLD_DATABASE_URL", "mysql://x")]).contains("sqlite://"));
     }
 

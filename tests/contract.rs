@@ -87,7 +87,7 @@ fn assert_retry_after(resp: &Resp, at_most: i64) {
     let seconds: i64 = value
         .parse()
         .unwrap_or_else(|_| panic!("Retry-After in seconds: {value:?}"));
-    assert!(seconds >= 1 && seconds <= at_most, "Retry-After {seconds} of {resp:?}");
+    assert!((1..=at_most).contains(&seconds), "Retry-After {seconds} of {resp:?}");
 }
 
 fn parse_time(value: &Value) -> OffsetDateTime {

@@ -9,11 +9,7 @@ const MINUTE: i64 = 60;
 
 /// A syntactically valid code that matches none of the steps t-1, t, t+1 for `secret`.
 fn wrong_code(app: &TestApp, secret: &[u8]) -> String {
-    let window = [
-        app.code(secret, -1),
-        app.code(secret, 0),
-        app.code(secret, 1),
-    ];
+    let window = [app.code(secret, -1), app.code(secret, 0), app.code(secret, 1)];
     (0..10)
         .map(|n| format!("{n}{n}{n}{n}{n}{n}"))
         .find(|candidate| !window.contains(candidate))
@@ -32,12 +28,11 @@ fn wrong_recovery_code(user: &Enrolled, n: usize) -> String {
 
 async fn user_i64(app: &TestApp, username: &str, column: &str) -> Option<i64> {
     let db = app.db().await;
-    let value: Option<i64> =
-        sqlx::query_scalar(&format!("SELECT {column} FROM users WHERE username = $1"))
-            .bind(username)
-            .fetch_one(&db)
-            .await
-            .expect("user row");
+    let value: Option<i64> = sqlx::query_scalar(&format!("SELECT {column} FROM users WHERE username = $1"))
+        .bind(username)
+        .fetch_one(&db)
+        .await
+        .expect("user row");
     db.close().await;
     value
 }
@@ -69,9 +64,7 @@ fn retry_after(resp: &Resp) -> i64 {
 /// Both steps with the current code, without moving the clock: the session is created now.
 async fn full_session(app: &TestApp, user: &Enrolled) -> String {
     let pending = app.pending(user).await;
-    let verified = app
-        .verify(&pending, "totp", &app.code(&user.secret, 0))
-        .await;
+    let verified = app.verify(&pending, "totp", &app.code(&user.secret, 0)).await;
     assert_eq!(verified.status, 200, "{verified:?}");
     verified.cookie().expect("full session cookie")
 }
@@ -80,9 +73,7 @@ async fn full_session(app: &TestApp, user: &Enrolled) -> String {
 async fn five_wrong_codes(app: &TestApp, user: &Enrolled) {
     let pending = app.pending(user).await;
     for _ in 0..5 {
-        let wrong = app
-            .verify(&pending, "totp", &wrong_code(app, &user.secret))
-            .await;
+        let wrong = app.verify(&pending, "totp", &wrong_code(app, &user.secret)).await;
         wrong.assert_error(401, "invalid_2fa_code");
     }
 }
@@ -94,9 +85,7 @@ async fn a_pending_session_lives_five_minutes() {
 
     let pending = app.pending(&user).await;
     app.advance(299);
-    let ok = app
-        .verify(&pending, "totp", &app.code(&user.secret, 0))
-        .await;
+    let ok = app.verify(&pending, "totp", &app.code(&user.secret, 0)).await;
     assert_eq!(ok.status, 200, "at 299 s: {ok:?}");
 
     app.advance(30);
@@ -118,24 +107,15 @@ async fn a_pending_session_gets_five_tries() {
     let pending = app.pending(&user).await;
 
     for left in (1..=4).rev() {
-        let wrong = app
-            .verify(&pending, "totp", &wrong_code(&app, &user.secret))
-            .await;
+        let wrong = app.verify(&pending, "totp", &wrong_code(&app, &user.secret)).await;
         wrong.assert_error(401, "invalid_2fa_code");
         let message = wrong.body["message"].as_str().unwrap_or_default();
         assert!(message.contains("left"), "{message}");
-        assert!(
-            message.contains(&left.to_string()),
-            "{left} tries left: {message}"
-        );
+        assert!(message.contains(&left.to_string()), "{left} tries left: {message}");
     }
-    let fifth = app
-        .verify(&pending, "totp", &wrong_code(&app, &user.secret))
-        .await;
+    let fifth = app.verify(&pending, "totp", &wrong_code(&app, &user.secret)).await;
     fifth.assert_error(401, "invalid_2fa_code");
-    let sixth = app
-        .verify(&pending, "totp", &app.code(&user.secret, 0))
-        .await;
+    let sixth = app.verify(&pending, "totp", &app.code(&user.secret, 0)).await;
     sixth.assert_error(401, "no_pending_login");
     assert_eq!(
         scalar(
@@ -149,9 +129,7 @@ async fn a_pending_session_gets_five_tries() {
     );
     // The valid code was not consumed: a new login can use it.
     let pending = app.pending(&user).await;
-    let ok = app
-        .verify(&pending, "totp", &app.code(&user.secret, 0))
-        .await;
+    let ok = app.verify(&pending, "totp", &app.code(&user.secret, 0)).await;
     assert_eq!(ok.status, 200, "{ok:?}");
 }
 
@@ -175,33 +153,20 @@ async fn ten_failures_lock_the_second_factor_for_fifteen_minutes() {
     );
 
     let pending = app.pending(&user).await;
-    let locked = app
-        .verify(&pending, "totp", &app.code(&user.secret, 0))
-        .await;
+    let locked = app.verify(&pending, "totp", &app.code(&user.secret, 0)).await;
     locked.assert_error(429, "too_many_attempts");
     let wait = retry_after(&locked);
     assert!((880..=900).contains(&wait), "Retry-After {wait}");
-    let locked = app
-        .verify(&pending, "recovery_code", &user.recovery_codes[0])
-        .await;
+    let locked = app.verify(&pending, "recovery_code", &user.recovery_codes[0]).await;
     locked.assert_error(429, "too_many_attempts");
-    assert_eq!(
-        failures(&app, "carol").await,
-        10,
-        "a locked attempt is not counted"
-    );
+    assert_eq!(failures(&app, "carol").await, 10, "a locked attempt is not counted");
 
     app.advance(15 * MINUTE + 1);
     let pending = app.pending(&user).await;
-    let ok = app
-        .verify(&pending, "totp", &app.code(&user.secret, 0))
-        .await;
+    let ok = app.verify(&pending, "totp", &app.code(&user.secret, 0)).await;
     assert_eq!(ok.status, 200, "{ok:?}");
     assert_eq!(failures(&app, "carol").await, 0);
-    assert_eq!(
-        user_i64(&app, "carol", "second_factor_locked_until").await,
-        None
-    );
+    assert_eq!(user_i64(&app, "carol", "second_factor_locked_until").await, None);
 }
 
 #[tokio::test]
@@ -214,8 +179,7 @@ async fn totp_and_recovery_code_failures_share_the_count() {
         let pending = app.pending(&user).await;
         for _ in 0..5 {
             let wrong = if n % 2 == 0 {
-                app.verify(&pending, "totp", &wrong_code(&app, &user.secret))
-                    .await
+                app.verify(&pending, "totp", &wrong_code(&app, &user.secret)).await
             } else {
                 app.verify(&pending, "recovery_code", &wrong_recovery_code(&user, n))
                     .await
@@ -227,14 +191,10 @@ async fn totp_and_recovery_code_failures_share_the_count() {
     assert_eq!(failures(&app, "dave").await, 10);
 
     let pending = app.pending(&user).await;
-    let locked = app
-        .verify(&pending, "recovery_code", &user.recovery_codes[0])
-        .await;
+    let locked = app.verify(&pending, "recovery_code", &user.recovery_codes[0]).await;
     locked.assert_error(429, "too_many_attempts");
     assert!(retry_after(&locked) > 0);
-    let locked = app
-        .verify(&pending, "totp", &app.code(&user.secret, 0))
-        .await;
+    let locked = app.verify(&pending, "totp", &app.code(&user.secret, 0)).await;
     locked.assert_error(429, "too_many_attempts");
 }
 
@@ -259,9 +219,7 @@ async fn a_correct_password_does_not_reset_second_factor_failures() {
     assert_eq!(failures(&app, "erin").await, 4);
 
     // Only a successful second factor resets it.
-    let ok = app
-        .verify(&pending, "totp", &app.code(&user.secret, 0))
-        .await;
+    let ok = app.verify(&pending, "totp", &app.code(&user.secret, 0)).await;
     assert_eq!(ok.status, 200, "{ok:?}");
     assert_eq!(failures(&app, "erin").await, 0);
 }
@@ -281,22 +239,16 @@ async fn a_hundred_failures_lock_until_an_operator_unlocks() {
     assert_eq!(failures(&app, "frank").await, 100);
 
     let pending = app.pending(&user).await;
-    let locked = app
-        .verify(&pending, "totp", &app.code(&user.secret, 0))
-        .await;
+    let locked = app.verify(&pending, "totp", &app.code(&user.secret, 0)).await;
     locked.assert_error(429, "too_many_attempts");
     assert!(retry_after(&locked) > 0);
 
     app.advance(24 * 60 * MINUTE);
     let pending = app.pending(&user).await;
-    let locked = app
-        .verify(&pending, "totp", &app.code(&user.secret, 0))
-        .await;
+    let locked = app.verify(&pending, "totp", &app.code(&user.secret, 0)).await;
     locked.assert_error(429, "too_many_attempts");
     assert!(retry_after(&locked) > 0);
-    let locked = app
-        .verify(&pending, "recovery_code", &user.recovery_codes[0])
-        .await;
+    let locked = app.verify(&pending, "recovery_code", &user.recovery_codes[0]).await;
     locked.assert_error(429, "too_many_attempts");
     assert_eq!(failures(&app, "frank").await, 100);
 
@@ -310,9 +262,7 @@ async fn a_hundred_failures_lock_until_an_operator_unlocks() {
     assert_eq!(failures(&app, "frank").await, 0);
 
     // The locked attempts did not use up the pending session's tries.
-    let ok = app
-        .verify(&pending, "totp", &app.code(&user.secret, 0))
-        .await;
+    let ok = app.verify(&pending, "totp", &app.code(&user.secret, 0)).await;
     assert_eq!(ok.status, 200, "{ok:?}");
     assert_eq!(
         scalar(

@@ -63,10 +63,7 @@ fn rfc6238_vectors_use_a_seed_per_hash() {
     // this pins that the vector test above really exercises the 32- and 64-byte seeds.
     assert_eq!(totp(SHA1_SEED, 59, 30, 8, Algorithm::Sha256), "32247374");
     let rows = vectors("totp");
-    let seeds: std::collections::HashSet<&str> = rows
-        .iter()
-        .map(|row| str_field(row, "secret_ascii"))
-        .collect();
+    let seeds: std::collections::HashSet<&str> = rows.iter().map(|row| str_field(row, "secret_ascii")).collect();
     assert_eq!(seeds.len(), 3);
 }
 
@@ -112,11 +109,7 @@ fn six_digit_production_vectors() {
 fn verify_accepts_one_step_of_drift_each_way() {
     let now = 1_111_111_111;
     assert_eq!(time_step(now), 37_037_037);
-    for (code, step) in [
-        ("081804", 37_037_036),
-        ("050471", 37_037_037),
-        ("266759", 37_037_038),
-    ] {
+    for (code, step) in [("081804", 37_037_036), ("050471", 37_037_037), ("266759", 37_037_038)] {
         let parsed = SixDigitCode::parse(code).expect("valid code");
         assert_eq!(verify_totp(SHA1_SEED, &parsed, now), Some(step), "{code}");
     }
@@ -134,8 +127,5 @@ fn verify_rejects_two_steps_of_drift() {
 #[test]
 fn verify_accepts_typed_separators() {
     let parsed = SixDigitCode::parse(" 050-471 ").expect("valid code");
-    assert_eq!(
-        verify_totp(SHA1_SEED, &parsed, 1_111_111_111),
-        Some(37_037_037)
-    );
+    assert_eq!(verify_totp(SHA1_SEED, &parsed, 1_111_111_111), Some(37_037_037));
 }

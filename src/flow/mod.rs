@@ -193,6 +193,15 @@ impl Flow {
             method: method.map(Method::as_str),
             outcome,
         };
+        tracing::info!(
+            event = event.as_str(),
+            outcome = outcome.as_str(),
+            user = record.username.as_deref().unwrap_or("-"),
+            method = record.method.unwrap_or("-"),
+            client = who.client_addr.as_deref().unwrap_or("-"),
+            flow = flow_id.unwrap_or("-"),
+            "audit"
+        );
         self.store.record_audit(&record).await?;
         Ok(())
     }

@@ -161,11 +161,6 @@ impl Flow {
             .filter(|s| s.state.0 == SessionState::Pending && s.expires_at > now))
     }
 
-    /// Whether `token` is a live pending session (the browser pages use this to route).
-    pub async fn has_pending_login(&self, token: Option<&SessionToken>) -> FlowResult<bool> {
-        Ok(self.pending_session(token).await?.is_some())
-    }
-
     /// The full session behind `token`; pending, expired and unknown tokens are all just "not signed in".
     pub async fn session(&self, token: Option<&SessionToken>) -> FlowResult<SessionView> {
         let token = token.ok_or(FlowError::Unauthenticated)?;
@@ -177,10 +172,12 @@ impl Flow {
             .await?
             .filter(|s| s.state.0 == SessionState::Full && s.expires_at > now && s.last_seen_at + idle > now)
             .ok_or(FlowError::Unauthenticated)?;
-        if now - session.last_seen_at >= limits::TOUCH_INTERVAL_SECONDS {
+        let seen = if now - session.last_seen_at >= limits::TOUCH_INTERVAL_SECONDS {
             self.store.touch_session(session.id, now).await?;
-        }
-        let seen = now.max(session.last_seen_at);
+            now
+        } else {
+            session.last_seen_at
+        };
         let at = |unix: i64| OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         Ok(SessionView {
             session_id: session.id,
