@@ -10,12 +10,14 @@ pub use error::ApiError;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
+use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -25,6 +27,10 @@ pub const SESSION_COOKIE: &str = "twofold_session";
 
 /// Bodies above this are refused with 413 before they are parsed.
 const BODY_LIMIT_BYTES: usize = 16 * 1024;
+
+/// A request (body included) that takes longer than this is answered 408, so a client that trickles its body
+/// cannot hold a connection and its task forever.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What the HTTP layer needs besides the flow.
 #[derive(Debug, Clone)]
@@ -64,6 +70,17 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        "the request took too long to arrive",
+                    )
+                }))
+                .timeout(REQUEST_TIMEOUT),
+        )
         .layer(TraceLayer::new_for_http())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
