@@ -121,6 +121,14 @@ async fn serve(config: Config) -> Result<(), String> {
         database = %config.database_url,
         "Twofold is listening"
     );
+    if matches!(
+        config.sms.as_ref().map(|sms| &sms.gateway),
+        Some(crate::config::SmsGatewayConfig::Console)
+    ) {
+        tracing::warn!(
+            "[sms] gateway = \"console\": SMS codes are written to this log and sent to nobody. For development only."
+        );
+    }
     if config.allow_registration {
         tracing::warn!("allow_registration is on: anyone who can reach this server can create an account");
     }

@@ -60,6 +60,9 @@ pub fn router(state: AppState) -> Router {
         .route("/2fa/totp/confirm", post(api::totp_confirm))
         .route("/2fa/totp", delete(api::totp_remove))
         .route("/2fa/recovery-codes", post(api::regenerate_recovery_codes))
+        .route("/2fa/sms/send", post(api::send_login_sms))
+        .route("/2fa/sms/setup", post(api::sms_setup))
+        .route("/2fa/sms/confirm", post(api::sms_confirm))
         .route_layer(middleware::from_fn_with_state(state.clone(), same_origin))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,

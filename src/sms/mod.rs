@@ -35,9 +35,8 @@ impl PhoneNumber {
             .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
             .collect();
         let digits = compact.strip_prefix('+')?;
-        let valid = (7..=15).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && !digits.starts_with('0');
+        let valid =
+            (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
         valid.then_some(Self(compact))
     }
 
@@ -186,7 +185,10 @@ mod tests {
     #[test]
     fn phone_numbers() {
         assert_eq!(PhoneNumber::parse("+15551234567").unwrap().as_str(), "+15551234567");
-        assert_eq!(PhoneNumber::parse("+1 (555) 123-4567").unwrap().as_str(), "+15551234567");
+        assert_eq!(
+            PhoneNumber::parse("+1 (555) 123-4567").unwrap().as_str(),
+            "+15551234567"
+        );
         assert_eq!(PhoneNumber::parse("+15551234567").unwrap().masked(), "+1•••••67");
         for bad in [
             "15551234567",
