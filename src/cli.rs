@@ -151,8 +151,8 @@ async fn user(flow: &Flow, command: UserCommand) -> Result<(), FlowError> {
         UserCommand::List => {
             let users = flow.list_users().await?;
             println!(
-                "{:<32} {:<5} {:>14} {:<20} LAST SIGN-IN",
-                "USERNAME", "TOTP", "RECOVERY CODES", "LOCK"
+                "{:<32} {:<5} {:>14} {:<5} {:<20} LAST SIGN-IN",
+                "USERNAME", "TOTP", "RECOVERY CODES", "SMS", "LOCK"
             );
             for user in users {
                 let lock = match (user.second_factor_failures, user.second_factor_locked_until) {
@@ -165,10 +165,11 @@ async fn user(flow: &Flow, command: UserCommand) -> Result<(), FlowError> {
                     _ => "-".to_owned(),
                 };
                 println!(
-                    "{:<32} {:<5} {:>14} {:<20} {}",
+                    "{:<32} {:<5} {:>14} {:<5} {:<20} {}",
                     user.username,
                     if user.totp { "yes" } else { "no" },
                     user.recovery_codes_left,
+                    if user.sms { "yes" } else { "no" },
                     lock,
                     user.last_login_at.map(timestamp).unwrap_or_else(|| "never".into()),
                 );
