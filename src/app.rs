@@ -5,16 +5,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::migrate::MigrateError;
 use tokio::net::TcpListener;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, DatabaseKind};
 use crate::crypto::password::{HashError, PasswordHasher};
 use crate::crypto::{KeyError, Keys};
 use crate::flow::{Flow, FlowSettings};
 use crate::http::{router, AppState, WebSettings};
 use crate::sms::Sender;
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{
+    PoolSettings, PostgresStore, SqliteStore, Store, StoreError, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -24,6 +27,20 @@ pub enum StartupError {
         "cannot open the database {url}: {source}. Check that its folder exists and is writable, or set database_url."
     )]
     Database { url: String, source: StoreError },
+    #[error(
+        "cannot reach the database {url}: {source}. Check that PostgreSQL is running and that the host, port, user, \
+         password and database in database_url are right (database_timeout = {timeout:?})."
+    )]
+    Unreachable {
+        url: String,
+        timeout: Duration,
+        source: StoreError,
+    },
+    #[error(
+        "the database {url} has schema version {version}, newer than this Twofold binary knows (up to {known}): it was \
+         upgraded by a newer Twofold. Run that version (on every instance), or point database_url at another database."
+    )]
+    SchemaTooNew { url: String, version: i64, known: i64 },
     #[error(transparent)]
     Hash(#[from] HashError),
     #[error("cannot set up the SMS gateway's HTTP client: {0}")]
@@ -34,16 +51,49 @@ fn seconds(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
+/// The store the URL's scheme names, its schema brought up to date.
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
+    let settings = PoolSettings {
+        max_connections: config.database_pool_size,
+        timeout: config.database_timeout,
+    };
+    let opened: Result<Arc<dyn Store>, StoreError> = match config.database_url.kind() {
+        Some(DatabaseKind::Sqlite(path)) => SqliteStore::open(&path, &settings)
+            .await
+            .map(|store| Arc::new(store) as Arc<dyn Store>),
+        // Validation let through only the two kinds; anything else is tried as PostgreSQL and fails with its reason.
+        Some(DatabaseKind::Postgres) | None => PostgresStore::open(config.database_url.expose(), &settings)
+            .await
+            .map(|store| Arc::new(store) as Arc<dyn Store>),
+    };
+    let url = config.database_url.to_string();
+    opened.map_err(|source| match source {
+        StoreError::Migration(MigrateError::VersionMissing(version)) => StartupError::SchemaTooNew {
+            url,
+            version,
+            known: known_schema_version(config),
+        },
+        source if source.is_unavailable() => StartupError::Unreachable {
+            url,
+            timeout: config.database_timeout,
+            source,
+        },
+        source => StartupError::Database { url, source },
+    })
+}
+
+/// The newest migration this binary carries for the configured database.
+fn known_schema_version(config: &Config) -> i64 {
+    let migrator = match config.database_url.kind() {
+        Some(DatabaseKind::Sqlite(_)) => &SQLITE_MIGRATIONS,
+        _ => &POSTGRES_MIGRATIONS,
+    };
+    migrator.iter().map(|migration| migration.version).max().unwrap_or(0)
+}
+
 /// Opens the database and the key and builds the login flow; the command line's user commands need only this.
 pub async fn open_flow(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Flow>, StartupError> {
-    let path = config.database_url.sqlite_path().unwrap_or_else(|| "twofold.db".into());
-    let store = SqliteStore::open(&path)
-        .await
-        .map_err(|source| StartupError::Database {
-            url: config.database_url.to_string(),
-            source,
-        })?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store = open_store(config).await?;
     let keys = Arc::new(Keys::load_or_create(&config.secret_key_file)?);
     let hasher = PasswordHasher::new().await?;
     let sms = config

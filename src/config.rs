@@ -20,6 +20,8 @@ const ENV_PREFIX: &str = "TWOFOLD_";
 struct RawConfig {
     listen: String,
     database_url: String,
+    database_pool_size: u32,
+    database_timeout: String,
     public_url: String,
     issuer: String,
     allow_registration: bool,
@@ -50,6 +52,8 @@ impl Default for RawConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             database_url: "sqlite://twofold.db".into(),
+            database_pool_size: DEFAULT_POOL_SIZE,
+            database_timeout: "5s".into(),
             public_url: "http://127.0.0.1:8080".into(),
             issuer: "Twofold".into(),
             allow_registration: false,
@@ -66,6 +70,8 @@ impl Default for RawConfig {
 const KNOWN_KEYS: &[&str] = &[
     "listen",
     "database_url",
+    "database_pool_size",
+    "database_timeout",
     "public_url",
     "issuer",
     "allow_registration",
@@ -84,9 +90,21 @@ const KNOWN_KEYS: &[&str] = &[
     "sms.base_url",
 ];
 
+/// Connections per instance. Twofold's statements are short and Argon2 hashing (the slow part of a request) runs at
+/// most one per core outside any connection, so on 2 cores 8 connections keep requests from queueing for the database
+/// while leaving a PostgreSQL server with its default `max_connections = 100` room for about ten instances.
+const DEFAULT_POOL_SIZE: u32 = 8;
+
 /// A database URL whose `Debug` and `Display` never show a password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl(String);
+
+/// Which database a [`DatabaseUrl`] names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite(PathBuf),
+    Postgres,
+}
 
 impl DatabaseUrl {
     pub fn expose(&self) -> &str {
@@ -100,6 +118,16 @@ impl DatabaseUrl {
         let path = rest.split('?').next().unwrap_or(rest);
         (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
     }
+
+    /// The database this URL names, chosen by its scheme; `None` for a URL Twofold cannot use.
+    pub fn kind(&self) -> Option<DatabaseKind> {
+        if let Some(path) = self.sqlite_path() {
+            return Some(DatabaseKind::Sqlite(path));
+        }
+        let url = Url::parse(&self.0).ok()?;
+        let postgres = matches!(url.scheme(), "postgres" | "postgresql") && url.host().is_some();
+        postgres.then_some(DatabaseKind::Postgres)
+    }
 }
 
 impl std::fmt::Display for DatabaseUrl {
@@ -110,7 +138,20 @@ impl std::fmt::Display for DatabaseUrl {
                 let _ = url.set_password(Some("********"));
                 f.write_str(url.as_str())
             }
-            _ => f.write_str(&self.0),
+            Ok(_) => f.write_str(&self.0),
+            // Not a URL the parser accepts, yet it may still carry `user:password@`: mask by hand.
+            Err(_) => {
+                let (scheme, rest) = self.0.split_once("://").unwrap_or(("", &self.0));
+                let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+                match authority.rsplit_once('@') {
+                    Some((userinfo, host)) if userinfo.contains(':') => {
+                        let user = userinfo.split(':').next().unwrap_or_default();
+                        let tail = &rest[authority.len()..];
+                        write!(f, "{scheme}://{user}:********@{host}{tail}")
+                    }
+                    _ => f.write_str(&self.0),
+                }
+            }
         }
     }
 }
@@ -126,6 +167,11 @@ impl std::fmt::Debug for DatabaseUrl {
 pub struct Config {
     pub listen: SocketAddr,
     pub database_url: DatabaseUrl,
+    /// Connections each instance keeps to the database at most.
+    pub database_pool_size: u32,
+    /// The longest a request waits for the database (a connection and its statements) before it is answered
+    /// `503 database_unavailable`.
+    pub database_timeout: Duration,
     pub public_url: Url,
     pub issuer: String,
     pub allow_registration: bool,
@@ -211,6 +257,10 @@ fn parse_env_value(key: &str, value: &str) -> figment::value::Value {
             "false" | "0" | "no" | "off" | "" => Value::from(false),
             _ => Value::from(value.to_owned()),
         },
+        "database_pool_size" => value
+            .trim()
+            .parse::<u32>()
+            .map_or_else(|_| Value::from(value.to_owned()), Value::from),
         "trusted_proxies" => Value::from(
             value
                 .split(',')
@@ -247,12 +297,29 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ))
     })?;
     let database_url = DatabaseUrl(raw.database_url.trim().to_owned());
-    if database_url.sqlite_path().is_none() {
+    if database_url.kind().is_none() {
         return Err(invalid(format!(
-            "database_url = {:?} is not supported: use sqlite://PATH, for example sqlite://twofold.db.",
+            "database_url = {:?} is not supported: use sqlite://PATH (for example sqlite://twofold.db) or \
+             postgres://USER:PASSWORD@HOST:PORT/DATABASE.",
             database_url.to_string()
         )));
     }
+    if !(1..=1000).contains(&raw.database_pool_size) {
+        return Err(invalid(format!(
+            "database_pool_size = {} must be between 1 and 1000; it is the most connections one instance opens.",
+            raw.database_pool_size
+        )));
+    }
+    let database_timeout = humantime::parse_duration(raw.database_timeout.trim())
+        .ok()
+        .filter(|t| *t >= Duration::from_millis(100) && *t <= Duration::from_secs(300))
+        .ok_or_else(|| {
+            invalid(format!(
+                "database_timeout = {:?} is not a duration between 100ms and 5m, such as \"5s\"; it bounds how long a \
+                 request waits for the database.",
+                raw.database_timeout
+            ))
+        })?;
     let public_url = Url::parse(raw.public_url.trim())
         .ok()
         .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
@@ -296,6 +363,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     Ok(Config {
         listen,
         database_url,
+        database_pool_size: raw.database_pool_size,
+        database_timeout,
         public_url,
         issuer,
         allow_registration: raw.allow_registration,
@@ -404,7 +473,8 @@ fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
         })
 }
 
-/// `twofold.key` in the folder of the SQLite file.
+/// `twofold.key` in the folder of the SQLite file; with PostgreSQL, in the working directory (every instance must then
+/// be given the same key file).
 fn default_key_file(database_url: &DatabaseUrl) -> PathBuf {
     let folder = database_url
         .sqlite_path()
@@ -458,6 +528,10 @@ mod tests {
         assert!(bad(&[("TWOFOLD_SESSION_LIFETIME", "soon")]).contains("session_lifetime"));
         assert!(bad(&[("TWOFOLD_LOG", "=!=")]).contains("log filter"));
         assert!(bad(&[("TWOFOLD_DATABASE_URL", "mysql://x")]).contains("sqlite://"));
+        assert!(bad(&[("TWOFOLD_DATABASE_URL", "postgres://")]).contains("postgres://USER"));
+        assert!(bad(&[("TWOFOLD_DATABASE_POOL_SIZE", "0")]).contains("database_pool_size"));
+        assert!(bad(&[("TWOFOLD_DATABASE_POOL_SIZE", "many")]).contains("database_pool_size"));
+        assert!(bad(&[("TWOFOLD_DATABASE_TIMEOUT", "1ms")]).contains("database_timeout"));
     }
 
     #[test]
@@ -505,8 +579,31 @@ mod tests {
     }
 
     #[test]
+    fn postgres_urls_choose_postgres_and_keep_the_key_in_the_working_directory() {
+        for url in ["postgres://twofold@db.internal/twofold", "postgresql://u:p@127.0.0.1:5432/x?sslmode=require"] {
+            let config = Config::load_from(None, env(&[("TWOFOLD_DATABASE_URL", url)])).unwrap();
+            assert_eq!(config.database_url.kind(), Some(DatabaseKind::Postgres));
+            assert_eq!(config.secret_key_file, PathBuf::from("twofold.key"));
+        }
+        let config = Config::load_from(
+            None,
+            env(&[("TWOFOLD_DATABASE_POOL_SIZE", "3"), ("TWOFOLD_DATABASE_TIMEOUT", "750ms")]),
+        )
+        .unwrap();
+        assert_eq!(config.database_pool_size, 3);
+        assert_eq!(config.database_timeout, Duration::from_millis(750));
+        let defaults = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!((defaults.database_pool_size, defaults.database_timeout), (8, Duration::from_secs(5)));
+    }
+
+    #[test]
     fn database_password_is_masked() {
         let url = DatabaseUrl("postgres://twofold:hunter2@db/twofold".into());
         assert!(!format!("{url:?}").contains("hunter2"));
+        assert!(!url.to_string().contains("hunter2"));
+        let message = Config::load_from(None, env(&[("TWOFOLD_DATABASE_URL", "postgres://u:hunter2@/")]))
+            .unwrap_err()
+            .to_string();
+        assert!(!message.contains("hunter2"), "{message}");
     }
 }

@@ -66,7 +66,7 @@ async fn pending_failures(app: &TestApp, cookie: &str) -> i64 {
     let digest = sha2::Sha256::digest(cookie.as_bytes()).to_vec();
     let db = app.db().await;
     let (state, failures): (String, i64) =
-        sqlx::query_as("SELECT state, failed_attempts FROM sessions WHERE token_digest = ?")
+        sqlx::query_as("SELECT state, failed_attempts FROM sessions WHERE token_digest = $1")
             .bind(digest)
             .fetch_one(&db)
             .await
@@ -78,7 +78,7 @@ async fn pending_failures(app: &TestApp, cookie: &str) -> i64 {
 
 async fn account_failures(app: &TestApp, username: &str) -> i64 {
     let db = app.db().await;
-    let (failures,): (i64,) = sqlx::query_as("SELECT second_factor_failures FROM users WHERE username = ?")
+    let (failures,): (i64,) = sqlx::query_as("SELECT second_factor_failures FROM users WHERE username = $1")
         .bind(username)
         .fetch_one(&db)
         .await

@@ -109,28 +109,12 @@ fn with(request: reqwest::RequestBuilder, cookie: Option<&str>, origin: Option<&
 
 /// Every value of every column of every table of the database, as bytes (integers as their text).
 async fn database_values(app: &TestApp) -> Vec<Vec<u8>> {
-    let db = app.db().await;
-    let tables: Vec<(String,)> =
-        sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-            .fetch_all(&db)
-            .await
-            .expect("tables");
     let mut values = Vec::new();
-    for (table,) in tables {
-        let columns: Vec<(String,)> = sqlx::query_as(&format!("SELECT name FROM pragma_table_info('{table}')"))
-            .fetch_all(&db)
-            .await
-            .expect("columns");
-        for (column,) in columns {
-            let cells: Vec<(Option<Vec<u8>>,)> =
-                sqlx::query_as(&format!("SELECT CAST(\"{column}\" AS BLOB) FROM \"{table}\""))
-                    .fetch_all(&db)
-                    .await
-                    .expect("cells");
-            values.extend(cells.into_iter().filter_map(|(cell,)| cell));
+    for table in app.tables().await {
+        for row in app.rows(&table).await {
+            values.extend(row.into_iter().filter_map(Cell::into_bytes));
         }
     }
-    db.close().await;
     values
 }
 
@@ -257,7 +241,7 @@ async fn login_of_an_enrolled_user_requires_the_second_factor() {
         .await
         .assert_error(401, "unauthenticated");
     let db = app.db().await;
-    let state: String = sqlx::query_scalar("SELECT state FROM sessions WHERE token_digest = ?")
+    let state: String = sqlx::query_scalar("SELECT state FROM sessions WHERE token_digest = $1")
         .bind(Sha256::digest(pending.as_bytes()).to_vec())
         .fetch_one(&db)
         .await
@@ -326,7 +310,7 @@ async fn verify_replaces_the_pending_session_with_a_new_full_one() {
         .await
         .assert_error(401, "no_pending_login");
     let db = app.db().await;
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE token_digest = ?")
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE token_digest = $1")
         .bind(Sha256::digest(pending.as_bytes()).to_vec())
         .fetch_one(&db)
         .await
@@ -444,7 +428,7 @@ async fn logout_ends_a_pending_session() {
         .await
         .assert_error(401, "no_pending_login");
     let db = app.db().await;
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE token_digest = ?")
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE token_digest = $1")
         .bind(Sha256::digest(pending.as_bytes()).to_vec())
         .fetch_one(&db)
         .await
@@ -1199,7 +1183,7 @@ async fn database_stores_only_the_sha256_of_session_tokens() {
     let db = app.db().await;
     for (cookie, state) in [(&user.cookie, "full"), (&full, "full")] {
         let digest = Sha256::digest(cookie.as_bytes()).to_vec();
-        let found: Option<String> = sqlx::query_scalar("SELECT state FROM sessions WHERE token_digest = ?")
+        let found: Option<String> = sqlx::query_scalar("SELECT state FROM sessions WHERE token_digest = $1")
             .bind(&digest)
             .fetch_optional(&db)
             .await
@@ -1216,7 +1200,7 @@ async fn database_stores_only_the_sha256_of_session_tokens() {
     // And a new pending session is found by its digest too.
     let pending = app.pending(&user).await;
     let db = app.db().await;
-    let state: String = sqlx::query_scalar("SELECT state FROM sessions WHERE token_digest = ?")
+    let state: String = sqlx::query_scalar("SELECT state FROM sessions WHERE token_digest = $1")
         .bind(Sha256::digest(pending.as_bytes()).to_vec())
         .fetch_one(&db)
         .await

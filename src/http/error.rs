@@ -55,6 +55,16 @@ impl From<FlowError> for ApiError {
             FlowError::NoSuchUser(_) => (S::NOT_FOUND, "not_found"),
             FlowError::InvalidPhone => (S::BAD_REQUEST, "invalid_phone"),
             FlowError::SmsUnavailable(_) => (S::SERVICE_UNAVAILABLE, "sms_gateway_unavailable"),
+            // Not the request's fault and likely to pass (PostgreSQL restarting, a failover, SQLite's write lock
+            // held too long): say so, so clients and load balancers retry instead of reporting a bug.
+            FlowError::Store(store) if store.is_unavailable() => {
+                tracing::warn!(error = %error, "database unavailable");
+                return Self::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the database is unavailable right now; try again in a moment",
+                );
+            }
             FlowError::Store(_) | FlowError::Hash(_) | FlowError::SecretUnreadable => {
                 tracing::error!(error = %error, "request failed");
                 return Self::new(

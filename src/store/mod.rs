@@ -1,12 +1,26 @@
-//! Persistence behind one narrow [`Store`] trait. Every rule that must hold across instances (one use per TOTP step,
-//! one use per recovery code, attempt counters, locks, throttles, sessions) is enforced here by a single conditional
-//! statement or one `BEGIN IMMEDIATE` transaction, never by reading and then writing from Rust.
+//! Persistence behind one narrow [`Store`] trait, implemented once in SQL ([`SqlStore`]) and run on SQLite or
+//! PostgreSQL. Every rule that must hold across instances (one use per TOTP step, one use per recovery code, attempt
+//! counters, locks, throttles, sessions, SMS codes and send limits) is enforced here by a single conditional statement
+//! or one transaction that first locks the account (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the user's row), never by
+//! reading and then writing from Rust.
 //!
-//! Finders return `Result<Option<T>>`: a database error is never mistaken for "not found".
+//! Finders return `Result<Option<T>>`: a database error is never mistaken for "not found". A database that cannot be
+//! reached or does not answer in time is [`StoreError::Unavailable`], which the API answers with 503.
 
+mod postgres;
+mod sql;
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use postgres::MIGRATIONS as POSTGRES_MIGRATIONS;
+pub use sql::{PoolSettings, SqlStore};
+pub use sqlite::MIGRATIONS as SQLITE_MIGRATIONS;
+
+/// The store on an SQLite file.
+pub type SqliteStore = SqlStore<sqlx::Sqlite>;
+/// The store on a PostgreSQL database shared by any number of instances.
+pub type PostgresStore = SqlStore<sqlx::Postgres>;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -14,15 +28,61 @@ use crate::audit::AuditEvent;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database cannot be reached, dropped the connection, or is too busy to answer: a passing condition.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("the database did not answer within {0:?}")]
+    TimedOut(Duration),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("the username is taken")]
     UsernameTaken,
 }
 
+impl StoreError {
+    /// True when the failure says nothing about the request and may pass by itself (503, not 500).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::TimedOut(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        if is_unavailable(&error) {
+            Self::Unavailable(error)
+        } else {
+            Self::Database(error)
+        }
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Whether an error means "the database is not there right now" rather than "this statement is wrong".
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    use sqlx::Error as E;
+    match error {
+        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => true,
+        E::Database(database) => {
+            let code = database.code().unwrap_or_default();
+            if database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+                // 08: connection exceptions; 53: out of connections, memory or disk; 57: the server is shutting down,
+                // crashed, still starting, or cancelled a statement at `statement_timeout`; 25006: a read-only standby
+                // (e.g. during a failover).
+                code.starts_with("08") || code.starts_with("53") || code.starts_with("57") || code == "25006"
+            } else if database.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLITE_BUSY (5) and SQLITE_LOCKED (6), extended codes included: the write lock was not free within
+                // the busy timeout.
+                matches!(code.parse::<i32>().map(|code| code & 0xff), Ok(5 | 6))
+            } else {
+                false
+            }
+        }
+        _ => false,
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
 #[sqlx(transparent)]

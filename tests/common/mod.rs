@@ -1,7 +1,14 @@
-//! The test harness: a real Twofold server on a random loopback port, with its own SQLite file and key in a fresh
-//! temporary folder and a [`FixedClock`] the test moves by hand. The server runs on its own multi-threaded runtime,
-//! like the real binary, so tests exercise real concurrency.
+//! The test harness: a real Twofold server on a random loopback port, with its own database and key and a
+//! [`FixedClock`] the test moves by hand. The server runs on its own multi-threaded runtime, like the real binary, so
+//! tests exercise real concurrency.
+//!
+//! One suite, two backends: by default each test gets a fresh SQLite file in a temporary folder; when
+//! `TWOFOLD_TEST_DATABASE_URL` names a PostgreSQL database (e.g. `postgres://postgres@127.0.0.1:5432/test`), each test
+//! gets a fresh schema there instead, dropped when the test ends, so tests still run in parallel. Tests look at what
+//! was stored through [`TestApp::db`] (an `AnyPool`, the same SQL for both) and [`TestApp::rows`].
 #![allow(dead_code)]
+
+pub mod instances;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,8 +17,8 @@ use std::sync::Arc;
 
 use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use serde_json::{json, Value};
-use sqlx::sqlite::SqlitePoolOptions;
-use sqlx::SqlitePool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Connection, Row};
 use tempfile::TempDir;
 use time::Duration;
 use twofold::clock::{Clock, FixedClock};
@@ -37,18 +44,167 @@ impl Default for Options {
     }
 }
 
+/// The PostgreSQL database the tests run against, if `TWOFOLD_TEST_DATABASE_URL` names one.
+pub fn postgres_test_url() -> Option<String> {
+    std::env::var("TWOFOLD_TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
+/// `url` with PostgreSQL's `search_path` set to `schema` for every connection made from it.
+pub fn with_search_path(url: &str, schema: &str) -> String {
+    let mut url = url::Url::parse(url).expect("TWOFOLD_TEST_DATABASE_URL is a URL");
+    url.query_pairs_mut()
+        .append_pair("options", &format!("-c search_path={schema}"));
+    url.to_string()
+}
+
+/// A fresh schema in the PostgreSQL test database, dropped with everything in it when this is dropped.
+pub struct PgSchema {
+    admin_url: String,
+    pub name: String,
+    /// The test database's URL with this schema as the search path: what Twofold is given.
+    pub url: String,
+}
+
+impl PgSchema {
+    pub async fn create(admin_url: &str) -> Self {
+        let name = format!("twofold_test_{:016x}", rand::random::<u64>());
+        let mut admin = sqlx::postgres::PgConnection::connect(admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach TWOFOLD_TEST_DATABASE_URL's PostgreSQL: {e}"));
+        sqlx::query(&format!("CREATE SCHEMA \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .expect("create schema");
+        let _ = admin.close().await;
+        Self {
+            admin_url: admin_url.to_owned(),
+            url: with_search_path(admin_url, &name),
+            name,
+        }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which cannot block on a future: use a thread with its own.
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(mut admin) = sqlx::postgres::PgConnection::connect(&url).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                        .execute(&mut admin)
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// One stored value, read the same way from either backend.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Cell {
+    /// The value as bytes the way SQLite's `CAST(x AS BLOB)` gives them (integers as their decimal text).
+    pub fn into_bytes(self) -> Option<Vec<u8>> {
+        match self {
+            Self::Null => None,
+            Self::Int(n) => Some(n.to_string().into_bytes()),
+            Self::Text(text) => Some(text.into_bytes()),
+            Self::Bytes(bytes) => Some(bytes),
+        }
+    }
+}
+
+impl std::fmt::Display for Cell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Null => f.write_str("NULL"),
+            Self::Int(n) => write!(f, "{n}"),
+            Self::Text(text) => write!(f, "{text:?}"),
+            Self::Bytes(bytes) => write!(f, "X'{}'", hex::encode(bytes)),
+        }
+    }
+}
+
+/// An `AnyPool` (one connection) on `url`, SQLite or PostgreSQL.
+pub async fn any_pool(url: &str) -> AnyPool {
+    sqlx::any::install_default_drivers();
+    AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .expect("database")
+}
+
+/// Every row of `table` as cells, in the table's column order, sorted.
+pub async fn table_rows(db: &AnyPool, table: &str) -> Vec<Vec<Cell>> {
+    let rows = sqlx::query(&format!("SELECT * FROM {table}"))
+        .fetch_all(db)
+        .await
+        .unwrap_or_else(|e| panic!("rows of {table}: {e}"));
+    let mut out: Vec<Vec<Cell>> = rows
+        .iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| {
+                    if let Ok(value) = row.try_get::<Option<i64>, _>(i) {
+                        value.map_or(Cell::Null, Cell::Int)
+                    } else if let Ok(value) = row.try_get::<Option<String>, _>(i) {
+                        value.map_or(Cell::Null, Cell::Text)
+                    } else {
+                        let value: Option<Vec<u8>> =
+                            row.try_get(i).unwrap_or_else(|e| panic!("column {i} of {table}: {e}"));
+                        value.map_or(Cell::Null, Cell::Bytes)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The tables of Twofold's schema (not sqlx's migration bookkeeping), by name.
+pub async fn table_names(db: &AnyPool, postgres: bool) -> Vec<String> {
+    let sql = if postgres {
+        "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
+         WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations' ORDER BY 1"
+    } else {
+        "SELECT name FROM sqlite_master \
+         WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' ORDER BY 1"
+    };
+    sqlx::query_scalar(sql).fetch_all(db).await.expect("tables")
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
     pub clock: Arc<FixedClock>,
     pub dir: TempDir,
-    pub db_path: PathBuf,
+    /// What the server was given as `database_url`: an SQLite file in `dir`, or a schema of the PostgreSQL test
+    /// database.
+    pub db_url: String,
     pub key_path: PathBuf,
     pub http: reqwest::Client,
     state: AppState,
     runtime: tokio::runtime::Handle,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Dropped after the server has stopped.
+    schema: Option<PgSchema>,
 }
 
 /// An HTTP answer, read completely.
@@ -110,6 +266,21 @@ pub struct Enrolled {
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// Sends a request and reads the whole answer; an error only when no answer came (connection refused or cut).
+pub async fn read(request: reqwest::RequestBuilder) -> Result<Resp, reqwest::Error> {
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Resp {
+        status,
+        headers,
+        text,
+        body,
+    })
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(Options::default()).await
@@ -117,13 +288,18 @@ impl TestApp {
 
     pub async fn spawn_with(options: Options) -> Self {
         let dir = tempfile::tempdir().expect("temporary folder");
-        let db_path = dir.path().join("twofold.db");
         let key_path = dir.path().join("twofold.key");
+        let schema = match postgres_test_url() {
+            Some(url) => Some(PgSchema::create(&url).await),
+            None => None,
+        };
+        let db_url = match &schema {
+            Some(schema) => schema.url.clone(),
+            None => format!("sqlite://{}", dir.path().join("twofold.db").display()),
+        };
         let mut env = vec![
-            (
-                "TWOFOLD_DATABASE_URL".to_owned(),
-                format!("sqlite://{}", db_path.display()),
-            ),
+            ("TWOFOLD_DATABASE_URL".to_owned(), db_url.clone()),
+            ("TWOFOLD_SECRET_KEY_FILE".to_owned(), key_path.display().to_string()),
             (
                 "TWOFOLD_ALLOW_REGISTRATION".to_owned(),
                 options.allow_registration.to_string(),
@@ -169,13 +345,14 @@ impl TestApp {
             base: format!("http://{addr}"),
             clock,
             dir,
-            db_path,
+            db_url,
             key_path,
             http,
             state,
             runtime,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
+            schema,
         }
     }
 
@@ -193,17 +370,7 @@ impl TestApp {
 
     /// Sends any request and reads the whole answer.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Resp {
-        let response = request.send().await.expect("request sent");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp {
-            status,
-            headers,
-            text,
-            body,
-        }
+        read(request).await.expect("request sent")
     }
 
     fn with_cookie(&self, request: reqwest::RequestBuilder, cookie: Option<&str>) -> reqwest::RequestBuilder {
@@ -332,33 +499,43 @@ impl TestApp {
         verified.cookie().expect("full session cookie")
     }
 
-    /// A separate connection pool to the server's database, for looking at what was stored.
-    pub async fn db(&self) -> SqlitePool {
-        SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect(&format!("sqlite://{}", self.db_path.display()))
-            .await
-            .expect("database")
+    /// Whether this test runs on PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.schema.is_some()
+    }
+
+    /// A separate connection pool to the server's database, for looking at what was stored. Write the SQL for both
+    /// backends: `$1` parameters, no SQLite- or PostgreSQL-only functions.
+    pub async fn db(&self) -> AnyPool {
+        any_pool(&self.db_url).await
+    }
+
+    /// The tables of Twofold's schema.
+    pub async fn tables(&self) -> Vec<String> {
+        let db = self.db().await;
+        let tables = table_names(&db, self.on_postgres()).await;
+        db.close().await;
+        tables
+    }
+
+    /// Every row of `table`, sorted.
+    pub async fn rows(&self, table: &str) -> Vec<Vec<Cell>> {
+        let db = self.db().await;
+        let rows = table_rows(&db, table).await;
+        db.close().await;
+        rows
     }
 
     /// Every row of the tables that hold state (not the audit trail), as text, to compare before and after.
     pub async fn state_snapshot(&self) -> String {
         let db = self.db().await;
         let mut out = String::new();
-        for table in ["users", "sessions", "recovery_codes", "login_throttle"] {
-            let columns: Vec<(String,)> = sqlx::query_as(&format!("SELECT name FROM pragma_table_info('{table}')"))
-                .fetch_all(&db)
+        for table in ["users", "sessions", "recovery_codes", "login_throttle", "sms_codes", "sms_sends"] {
+            let rows: Vec<String> = table_rows(&db, table)
                 .await
-                .expect("columns");
-            let row = columns
                 .iter()
-                .map(|(name,)| format!("quote({name})"))
-                .collect::<Vec<_>>()
-                .join(" || ',' || ");
-            let rows: Vec<(String,)> = sqlx::query_as(&format!("SELECT {row} FROM {table} ORDER BY 1"))
-                .fetch_all(&db)
-                .await
-                .expect("rows");
+                .map(|row| row.iter().map(Cell::to_string).collect::<Vec<_>>().join(","))
+                .collect();
             out.push_str(&format!("{table}: {rows:?}\n"));
         }
         db.close().await;
@@ -370,7 +547,7 @@ impl TestApp {
         let mut command = Command::new(env!("CARGO_BIN_EXE_twofold"));
         command
             .args(args)
-            .env("TWOFOLD_DATABASE_URL", format!("sqlite://{}", self.db_path.display()))
+            .env("TWOFOLD_DATABASE_URL", &self.db_url)
             .env("TWOFOLD_SECRET_KEY_FILE", &self.key_path)
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())

@@ -1,0 +1,831 @@
+//! The one implementation of [`Store`], generic over the sqlx database it runs on. The SQL is written once, in the
+//! common dialect of SQLite and PostgreSQL (`$N` parameters, `ON CONFLICT`, `RETURNING`, `CASE` instead of `MAX` or
+//! `GREATEST`); a backend contributes only how a writing transaction begins and how it locks an account
+//! ([`Backend`]), plus how it connects and migrates (`sqlite.rs`, `postgres.rs`).
+//!
+//! Concurrency, on both backends: a rule that one statement can decide is one conditional `UPDATE`/`DELETE`/upsert,
+//! which both databases apply atomically per row (PostgreSQL, at READ COMMITTED, re-checks the `WHERE` against the
+//! latest committed row after waiting for a concurrent writer). A rule that needs several statements runs in one
+//! transaction begun by [`SqlStore::write_for`], which takes the account's lock first: on SQLite `BEGIN IMMEDIATE`
+//! holds the database's write lock, on PostgreSQL the user's row is locked before anything else. Every such
+//! transaction therefore takes its locks in the same order (user row, then the user's sessions, codes and sends), so
+//! two instances racing on one account run one after the other and cannot deadlock. Every call is bounded by the
+//! configured database timeout.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
+
+use super::*;
+use crate::audit::AuditEvent;
+
+/// What differs between the databases, beyond connecting: two statements, and where a statement's row count is.
+pub trait Backend: Database {
+    /// Begins a transaction that will write.
+    const BEGIN_WRITE: &'static str;
+    /// Run first in a transaction that writes several rows of one account (`$1` is the user's id), so that such
+    /// transactions on one account never interleave. `None` where [`Backend::BEGIN_WRITE`] already serialises every
+    /// writer.
+    const LOCK_USER: Option<&'static str>;
+    /// Rows a statement inserted, changed or deleted.
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+}
+
+/// Pool size and timeout, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// The longest one store call may take, waiting for a connection included; past it the call fails as
+    /// [`StoreError::TimedOut`].
+    pub timeout: Duration,
+}
+
+/// The store, on SQLite ([`SqliteStore`]) or PostgreSQL ([`PostgresStore`]).
+#[derive(Debug)]
+pub struct SqlStore<DB: Database> {
+    pool: Pool<DB>,
+    timeout: Duration,
+}
+
+impl<DB: Database> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+const USER_COLUMNS: &str = "id, username, password_hash, created_at, totp_secret, totp_pending_secret, \
+     totp_last_step, sms_phone, sms_pending_phone, second_factor_failures, second_factor_locked_until, last_login_at, \
+     (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) AS recovery_codes_left";
+
+const SESSION_COLUMNS: &str = "s.id, s.user_id, u.username, s.state, s.flow_id, s.created_at, s.expires_at, \
+     s.last_seen_at, s.authenticated_at, s.second_factor, s.failed_attempts, s.client_addr, s.user_agent, \
+     s.notice_failures, s.notice_replays, s.notice_last_at";
+
+impl<DB> SqlStore<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
+    for<'q> UserId: Encode<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    pub(super) fn new(pool: Pool<DB>, timeout: Duration) -> Self {
+        Self { pool, timeout }
+    }
+
+    /// Fails `work` as [`StoreError::TimedOut`] if it takes longer than the configured timeout, so a database that
+    /// stops answering (rather than refusing) cannot hold a request.
+    async fn bounded<T>(&self, work: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or(Err(StoreError::TimedOut(self.timeout)))
+    }
+
+    /// A transaction for a write that involves no account, or only one statement's worth of rows.
+    async fn write(&self) -> StoreResult<Transaction<'static, DB>> {
+        Ok(self.pool.begin_with(DB::BEGIN_WRITE).await?)
+    }
+
+    /// A transaction for several writes to one account's rows, holding the account's lock from its first statement.
+    async fn write_for(&self, user: UserId) -> StoreResult<Transaction<'static, DB>> {
+        let mut tx = self.write().await?;
+        if let Some(lock) = DB::LOCK_USER {
+            sqlx::query(lock).bind(user).execute(&mut *tx).await?;
+        }
+        Ok(tx)
+    }
+
+    async fn insert_recovery_codes(
+        tx: &mut Transaction<'static, DB>,
+        id: UserId,
+        digests: &[Vec<u8>],
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        for digest in digests {
+            sqlx::query("INSERT INTO recovery_codes (user_id, digest, created_at) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(digest.as_slice())
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts a session; the caller holds the account's lock ([`SqlStore::write_for`]).
+    async fn insert_session_in(tx: &mut Transaction<'static, DB>, session: &NewSession) -> StoreResult<SessionId> {
+        let full = session.state == SessionState::Full;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO sessions (token_digest, user_id, state, flow_id, created_at, expires_at, last_seen_at, \
+                 authenticated_at, second_factor, client_addr, user_agent, notice_failures, notice_replays, \
+                 notice_last_at) \
+             SELECT $1, id, $2, $3, $4, $5, $4, CASE WHEN $6 THEN $4 END, $7, $8, $9, \
+                 CASE WHEN $6 THEN notice_failures ELSE 0 END, CASE WHEN $6 THEN notice_replays ELSE 0 END, \
+                 CASE WHEN $6 THEN notice_last_at END \
+             FROM users WHERE id = $10 RETURNING id",
+        )
+        .bind(session.token_digest.as_slice())
+        .bind(session.state.as_str())
+        .bind(session.flow_id.as_str())
+        .bind(session.now)
+        .bind(session.expires_at)
+        .bind(full)
+        .bind(session.second_factor)
+        .bind(session.client_addr.as_deref())
+        .bind(session.user_agent.as_deref())
+        .bind(session.user_id)
+        .fetch_one(&mut **tx)
+        .await?;
+        if full {
+            sqlx::query(
+                "UPDATE users SET notice_failures = 0, notice_replays = 0, notice_last_at = NULL, last_login_at = $1 \
+                 WHERE id = $2",
+            )
+            .bind(session.now)
+            .bind(session.user_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(SessionId(id))
+    }
+}
+
+#[async_trait]
+impl<DB> Store for SqlStore<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
+    for<'q> UserId: Encode<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> Option<SessionId>: Encode<'q, DB>,
+    for<'q> Option<UserId>: Encode<'q, DB>,
+    for<'r> Option<i64>: Decode<'r, DB>,
+    for<'r> User: FromRow<'r, DB::Row>,
+    for<'r> Session: FromRow<'r, DB::Row>,
+    for<'r> UserSummary: FromRow<'r, DB::Row>,
+{
+    async fn create_user(&self, username: &str, password_hash: &str, now: i64) -> StoreResult<UserId> {
+        self.bounded(async {
+            let inserted = sqlx::query_scalar::<_, i64>(
+                "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (username) DO NOTHING RETURNING id",
+            )
+            .bind(username)
+            .bind(password_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+            inserted.map(UserId).ok_or(StoreError::UsernameTaken)
+        })
+        .await
+    }
+
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
+        self.bounded(async {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
+            Ok(sqlx::query_as(&sql).bind(username).fetch_optional(&self.pool).await?)
+        })
+        .await
+    }
+
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
+        self.bounded(async {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+            Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserSummary>> {
+        self.bounded(async {
+            Ok(sqlx::query_as(
+                "SELECT username, created_at, totp_secret IS NOT NULL AS totp, sms_phone IS NOT NULL AS sms, \
+                     (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) \
+                         AS recovery_codes_left, \
+                     second_factor_failures, second_factor_locked_until, last_login_at \
+                 FROM users ORDER BY username",
+            )
+            .fetch_all(&self.pool)
+            .await?)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: UserId) -> StoreResult<bool> {
+        self.bounded(async {
+            let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(DB::rows_affected(&deleted) == 1)
+        })
+        .await
+    }
+
+    async fn reset_second_factors(&self, id: UserId) -> StoreResult<()> {
+        self.bounded(async {
+            let mut tx = self.write_for(id).await?;
+            sqlx::query(
+                "UPDATE users SET totp_secret = NULL, totp_enrolled_at = NULL, totp_pending_secret = NULL, \
+                     totp_pending_at = NULL, sms_phone = NULL, sms_enrolled_at = NULL, sms_pending_phone = NULL, \
+                     second_factor_failures = 0, second_factor_locked_until = NULL \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            Self::insert_recovery_codes(&mut tx, id, &[], 0).await?;
+            sqlx::query("DELETE FROM sms_codes WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unlock_second_factor(&self, id: UserId) -> StoreResult<()> {
+        self.bounded(async {
+            sqlx::query(
+                "UPDATE users SET second_factor_failures = 0, second_factor_locked_until = NULL WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_pending_totp(&self, id: UserId, sealed_secret: &[u8], now: i64) -> StoreResult<()> {
+        self.bounded(async {
+            sqlx::query("UPDATE users SET totp_pending_secret = $1, totp_pending_at = $2 WHERE id = $3")
+                .bind(sealed_secret)
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn activate_totp(
+        &self,
+        id: UserId,
+        sealed_secret: &[u8],
+        step: i64,
+        recovery_codes: Option<&[Vec<u8>]>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.bounded(async {
+            let mut tx = self.write_for(id).await?;
+            // A re-enrolment keeps the old last step if it is later, so a code already used can never be used again.
+            let activated = sqlx::query(
+                "UPDATE users SET totp_secret = totp_pending_secret, totp_enrolled_at = $1, \
+                     totp_last_step = CASE WHEN totp_last_step > $2 THEN totp_last_step ELSE $2 END, \
+                     totp_pending_secret = NULL, totp_pending_at = NULL, \
+                     second_factor_failures = 0, second_factor_locked_until = NULL \
+                 WHERE id = $3 AND totp_pending_secret = $4",
+            )
+            .bind(now)
+            .bind(step)
+            .bind(id)
+            .bind(sealed_secret)
+            .execute(&mut *tx)
+            .await?;
+            if DB::rows_affected(&activated) != 1 {
+                return Ok(false);
+            }
+            if let Some(digests) = recovery_codes {
+                Self::insert_recovery_codes(&mut tx, id, digests, now).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn remove_totp(&self, id: UserId, step: i64) -> StoreResult<bool> {
+        self.bounded(async {
+            let mut tx = self.write_for(id).await?;
+            let removed = sqlx::query(
+                "UPDATE users SET totp_secret = NULL, totp_enrolled_at = NULL, totp_last_step = $1, \
+                     second_factor_failures = 0, second_factor_locked_until = NULL \
+                 WHERE id = $2 AND totp_secret IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < $1)",
+            )
+            .bind(step)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if DB::rows_affected(&removed) != 1 {
+                return Ok(false);
+            }
+            // Without a second factor, recovery codes would be a way in that nothing asks for.
+            sqlx::query(
+                "DELETE FROM recovery_codes WHERE user_id = $1 \
+                 AND (SELECT sms_phone FROM users WHERE id = $1) IS NULL",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn reserve_sms_send(
+        &self,
+        id: UserId,
+        policy: &SmsSendPolicy,
+        now: i64,
+    ) -> StoreResult<Result<SendSlot, Throttled>> {
+        self.bounded(async {
+            // Count, then insert: only correct because the account's lock is held, so a racing send on another
+            // instance counts after this one has inserted (or given up).
+            let mut tx = self.write_for(id).await?;
+            let hour_ago = now - 3600;
+            sqlx::query("DELETE FROM sms_sends WHERE user_id = $1 AND sent_at <= $2")
+                .bind(id)
+                .bind(hour_ago)
+                .execute(&mut *tx)
+                .await?;
+            let (count, latest, oldest): (i64, Option<i64>, Option<i64>) =
+                sqlx::query_as("SELECT COUNT(*), MAX(sent_at), MIN(sent_at) FROM sms_sends WHERE user_id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let too_soon = latest
+                .map(|at| at + policy.min_interval_seconds - now)
+                .filter(|wait| *wait > 0);
+            let too_many = (count >= policy.per_hour).then(|| oldest.map_or(3600, |at| at + 3600 - now));
+            if let Some(wait) = too_soon.or(too_many) {
+                tx.rollback().await?;
+                return Ok(Err(Throttled {
+                    retry_after: wait.max(1),
+                }));
+            }
+            let slot: i64 =
+                sqlx::query_scalar("INSERT INTO sms_sends (user_id, sent_at) VALUES ($1, $2) RETURNING id")
+                    .bind(id)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            tx.commit().await?;
+            Ok(Ok(SendSlot(slot)))
+        })
+        .await
+    }
+
+    async fn release_sms_send(&self, slot: SendSlot) -> StoreResult<()> {
+        self.bounded(async {
+            sqlx::query("DELETE FROM sms_sends WHERE id = $1")
+                .bind(slot.0)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn store_sms_code(&self, code: &NewSmsCode) -> StoreResult<()> {
+        self.bounded(async {
+            let mut tx = self.write_for(code.user_id).await?;
+            sqlx::query(
+                "INSERT INTO sms_codes (user_id, purpose, session_id, digest, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (user_id, purpose) DO UPDATE SET session_id = excluded.session_id, \
+                     digest = excluded.digest, created_at = excluded.created_at, expires_at = excluded.expires_at",
+            )
+            .bind(code.user_id)
+            .bind(code.purpose.as_str())
+            .bind(code.session)
+            .bind(code.digest.as_slice())
+            .bind(code.now)
+            .bind(code.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(phone) = &code.pending_phone {
+                sqlx::query("UPDATE users SET sms_pending_phone = $1 WHERE id = $2")
+                    .bind(phone.as_slice())
+                    .bind(code.user_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn activate_sms(
+        &self,
+        id: UserId,
+        digest: &[u8],
+        recovery_codes: Option<&[Vec<u8>]>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.bounded(async {
+            let mut tx = self.write_for(id).await?;
+            let consumed = sqlx::query(
+                "DELETE FROM sms_codes WHERE user_id = $1 AND purpose = 'enroll' AND digest = $2 AND expires_at > $3",
+            )
+            .bind(id)
+            .bind(digest)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if DB::rows_affected(&consumed) != 1 {
+                return Ok(false);
+            }
+            let activated = sqlx::query(
+                "UPDATE users SET sms_phone = sms_pending_phone, sms_pending_phone = NULL, sms_enrolled_at = $1, \
+                     second_factor_failures = 0, second_factor_locked_until = NULL \
+                 WHERE id = $2 AND sms_pending_phone IS NOT NULL",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if DB::rows_affected(&activated) != 1 {
+                return Ok(false);
+            }
+            if let Some(digests) = recovery_codes {
+                Self::insert_recovery_codes(&mut tx, id, digests, now).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn replace_recovery_codes(&self, id: UserId, digests: &[Vec<u8>], now: i64) -> StoreResult<()> {
+        self.bounded(async {
+            let mut tx = self.write_for(id).await?;
+            Self::insert_recovery_codes(&mut tx, id, digests, now).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_second_factor_attempt(
+        &self,
+        id: UserId,
+        pending: Option<SessionId>,
+        policy: &AttemptPolicy,
+        now: i64,
+    ) -> StoreResult<AttemptClaim> {
+        self.bounded(async {
+            // The session's try and the account's failure are counted together or not at all; the account's lock
+            // comes first so this cannot deadlock with `complete_login`, which ends the same pending session.
+            let mut tx = self.write_for(id).await?;
+            let mut session_tries = 0;
+            if let Some(session) = pending {
+                let tries: Option<i64> = sqlx::query_scalar(
+                    "UPDATE sessions SET failed_attempts = failed_attempts + 1 \
+                     WHERE id = $1 AND state = 'pending' AND expires_at > $2 AND failed_attempts < $3 \
+                     RETURNING failed_attempts",
+                )
+                .bind(session)
+                .bind(now)
+                .bind(policy.session_tries)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match tries {
+                    Some(tries) => session_tries = tries,
+                    None => return Ok(AttemptClaim::NoPendingLogin),
+                }
+            }
+            let failures: Option<i64> = sqlx::query_scalar(
+                "UPDATE users SET second_factor_failures = second_factor_failures + 1, \
+                     second_factor_locked_until = CASE WHEN (second_factor_failures + 1) % $1 = 0 \
+                         THEN $2 + $3 ELSE second_factor_locked_until END \
+                 WHERE id = $4 AND second_factor_failures < $5 \
+                     AND (second_factor_locked_until IS NULL OR second_factor_locked_until <= $2) \
+                 RETURNING second_factor_failures",
+            )
+            .bind(policy.lock_every)
+            .bind(now)
+            .bind(policy.lock_seconds)
+            .bind(id)
+            .bind(policy.hard_cap)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(account_failures) = failures else {
+                tx.rollback().await?;
+                let (failures, until): (i64, Option<i64>) = sqlx::query_as(
+                    "SELECT second_factor_failures, second_factor_locked_until FROM users WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or((policy.hard_cap, None));
+                let until = if failures >= policy.hard_cap { None } else { until };
+                return Ok(AttemptClaim::Locked { until });
+            };
+            tx.commit().await?;
+            Ok(AttemptClaim::Granted {
+                account_failures,
+                session_tries,
+            })
+        })
+        .await
+    }
+
+    async fn record_second_factor_failure(
+        &self,
+        id: UserId,
+        pending: Option<SessionId>,
+        replay: bool,
+        policy: &AttemptPolicy,
+        now: i64,
+    ) -> StoreResult<i64> {
+        self.bounded(async {
+            let mut tx = self.write_for(id).await?;
+            sqlx::query(
+                "UPDATE users SET notice_failures = notice_failures + 1, \
+                     notice_replays = notice_replays + $1, notice_last_at = $2 WHERE id = $3",
+            )
+            .bind(i64::from(replay))
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            let mut left = 0;
+            if let Some(session) = pending {
+                let used: Option<i64> =
+                    sqlx::query_scalar("SELECT failed_attempts FROM sessions WHERE id = $1 AND state = 'pending'")
+                        .bind(session)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                left = used.map_or(0, |used| (policy.session_tries - used).max(0));
+                if left == 0 {
+                    sqlx::query("DELETE FROM sessions WHERE id = $1 AND state = 'pending'")
+                        .bind(session)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(left)
+        })
+        .await
+    }
+
+    async fn complete_login(
+        &self,
+        pending: SessionId,
+        proof: &Proof,
+        full: &NewSession,
+    ) -> StoreResult<LoginCompletion> {
+        self.bounded(async {
+            // Consume the proof, end the pending session, open the full one: all under the account's lock, so of two
+            // racing requests (on any instances) with one code, the second finds the step, code or session used.
+            let mut tx = self.write_for(full.user_id).await?;
+            let consumed = match proof {
+                Proof::TotpStep(step) => {
+                    sqlx::query(
+                        "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND totp_secret IS NOT NULL \
+                             AND (totp_last_step IS NULL OR totp_last_step < $1)",
+                    )
+                    .bind(*step)
+                    .bind(full.user_id)
+                    .execute(&mut *tx)
+                    .await?
+                }
+                Proof::RecoveryCode(digest) => {
+                    sqlx::query(
+                        "UPDATE recovery_codes SET used_at = $1 \
+                         WHERE user_id = $2 AND digest = $3 AND used_at IS NULL",
+                    )
+                    .bind(full.now)
+                    .bind(full.user_id)
+                    .bind(digest.as_slice())
+                    .execute(&mut *tx)
+                    .await?
+                }
+                Proof::SmsCode(digest) => {
+                    sqlx::query(
+                        "DELETE FROM sms_codes WHERE user_id = $1 AND purpose = 'login' AND session_id = $2 \
+                             AND digest = $3 AND expires_at > $4",
+                    )
+                    .bind(full.user_id)
+                    .bind(pending)
+                    .bind(digest.as_slice())
+                    .bind(full.now)
+                    .execute(&mut *tx)
+                    .await?
+                }
+            };
+            if DB::rows_affected(&consumed) != 1 {
+                return Ok(LoginCompletion::ProofRefused);
+            }
+            let ended = sqlx::query(
+                "DELETE FROM sessions WHERE id = $1 AND user_id = $2 AND state = 'pending' AND expires_at > $3",
+            )
+            .bind(pending)
+            .bind(full.user_id)
+            .bind(full.now)
+            .execute(&mut *tx)
+            .await?;
+            if DB::rows_affected(&ended) != 1 {
+                return Ok(LoginCompletion::PendingGone);
+            }
+            Self::insert_session_in(&mut tx, full).await?;
+            sqlx::query(
+                "UPDATE users SET second_factor_failures = 0, second_factor_locked_until = NULL WHERE id = $1",
+            )
+            .bind(full.user_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(LoginCompletion::Done)
+        })
+        .await
+    }
+
+    async fn insert_session(&self, session: &NewSession) -> StoreResult<SessionId> {
+        self.bounded(async {
+            let mut tx = self.write_for(session.user_id).await?;
+            let id = Self::insert_session_in(&mut tx, session).await?;
+            tx.commit().await?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn session_by_digest(&self, digest: &[u8]) -> StoreResult<Option<Session>> {
+        self.bounded(async {
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_digest = $1"
+            );
+            Ok(sqlx::query_as(&sql).bind(digest).fetch_optional(&self.pool).await?)
+        })
+        .await
+    }
+
+    async fn touch_session(&self, id: SessionId, now: i64) -> StoreResult<()> {
+        self.bounded(async {
+            sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_session(&self, digest: &[u8]) -> StoreResult<Option<Session>> {
+        self.bounded(async {
+            let mut tx = self.write().await?;
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_digest = $1"
+            );
+            let session: Option<Session> = sqlx::query_as(&sql).bind(digest).fetch_optional(&mut *tx).await?;
+            let deleted = sqlx::query("DELETE FROM sessions WHERE token_digest = $1")
+                .bind(digest)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            // Of two logouts racing on two instances, only the one that deleted the row reports (and audits) it.
+            Ok(session.filter(|_| DB::rows_affected(&deleted) == 1))
+        })
+        .await
+    }
+
+    async fn delete_user_sessions(&self, id: UserId, keep: Option<SessionId>) -> StoreResult<u64> {
+        self.bounded(async {
+            let deleted = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR id <> $2)")
+                .bind(id)
+                .bind(keep)
+                .execute(&self.pool)
+                .await?;
+            Ok(DB::rows_affected(&deleted))
+        })
+        .await
+    }
+
+    async fn purge_expired_sessions(&self, now: i64, idle_seconds: i64) -> StoreResult<u64> {
+        self.bounded(async {
+            let deleted = sqlx::query(
+                "DELETE FROM sessions WHERE expires_at <= $1 OR (state = 'full' AND last_seen_at + $2 <= $1)",
+            )
+            .bind(now)
+            .bind(idle_seconds)
+            .execute(&self.pool)
+            .await?;
+            Ok(DB::rows_affected(&deleted))
+        })
+        .await
+    }
+
+    async fn reserve_password_attempt(&self, keys: &[ThrottleKey], now: i64) -> StoreResult<Result<(), Throttled>> {
+        self.bounded(async {
+            // Each key is one upsert that counts only under the limit (atomic per row on both databases); the
+            // transaction makes it all keys or none. Keys come in a fixed order (account, then address), so two
+            // transactions lock shared rows in the same order and cannot deadlock.
+            let mut tx = self.write().await?;
+            for key in keys {
+                let window_opened = now - key.window_seconds;
+                let counted = sqlx::query(
+                    "INSERT INTO login_throttle (key, attempts, window_start) VALUES ($1, 1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET \
+                         attempts = CASE WHEN login_throttle.window_start <= $3 \
+                             THEN 1 ELSE login_throttle.attempts + 1 END, \
+                         window_start = CASE WHEN login_throttle.window_start <= $3 \
+                             THEN $2 ELSE login_throttle.window_start END \
+                     WHERE login_throttle.window_start <= $3 OR login_throttle.attempts < $4",
+                )
+                .bind(key.key.as_str())
+                .bind(now)
+                .bind(window_opened)
+                .bind(key.limit)
+                .execute(&mut *tx)
+                .await?;
+                if DB::rows_affected(&counted) == 0 {
+                    let started: i64 = sqlx::query_scalar("SELECT window_start FROM login_throttle WHERE key = $1")
+                        .bind(key.key.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    tx.rollback().await?;
+                    let retry_after = (started + key.window_seconds - now).max(1);
+                    return Ok(Err(Throttled { retry_after }));
+                }
+            }
+            tx.commit().await?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    async fn refund_password_attempt(&self, keys: &[ThrottleKey]) -> StoreResult<()> {
+        self.bounded(async {
+            let mut tx = self.write().await?;
+            for key in keys {
+                sqlx::query("UPDATE login_throttle SET attempts = attempts - 1 WHERE key = $1 AND attempts > 0")
+                    .bind(key.key.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        self.bounded(async {
+            let at_ms = i64::try_from(event.at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+            sqlx::query(
+                "INSERT INTO audit_events \
+                     (at_ms, flow_id, user_id, username, client_addr, user_agent, event, method, outcome) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(at_ms)
+            .bind(event.flow_id.as_deref())
+            .bind(event.user_id)
+            .bind(event.username.as_deref())
+            .bind(event.requester.client_addr.as_deref())
+            .bind(event.requester.user_agent.as_deref())
+            .bind(event.event.as_str())
+            .bind(event.method)
+            .bind(event.outcome.as_str())
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,226 @@
+//! Two `twofold serve` processes on one PostgreSQL schema behave like one server: a sign-in started on one finishes
+//! on the other, a logout anywhere ends the session everywhere, one TOTP code is accepted once however requests race
+//! across instances, and a pending session's tries are counted across instances. Also the start-up messages for a
+//! database that cannot be reached or is newer than the binary.
+//!
+//! All but the unreachable-database test need PostgreSQL: they run when `TWOFOLD_TEST_DATABASE_URL` is set (as
+//! `.ci/run` does) and otherwise say they were skipped.
+
+mod common;
+
+use std::path::Path;
+
+use common::instances::*;
+use common::*;
+use futures::future::join_all;
+
+/// The test database's URL, or `None` after saying why the test is skipped.
+fn postgres(test: &str) -> Option<String> {
+    let url = postgres_test_url();
+    if url.is_none() {
+        eprintln!("{test}: skipped, it needs PostgreSQL: set TWOFOLD_TEST_DATABASE_URL=postgres://... to run it");
+    }
+    url
+}
+
+/// Instances A and B, started together on a fresh schema (so they race to migrate it) with one shared key file.
+async fn two_instances(schema: &PgSchema, dir: &Path) -> (Instance, Instance) {
+    let key = dir.join("twofold.key");
+    let mut a = Instance::spawn("A", &schema.url, &key, dir, &[]);
+    let mut b = Instance::spawn("B", &schema.url, &key, dir, &[]);
+    a.ready().await;
+    b.ready().await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_started_on_one_instance_finishes_on_the_other() {
+    let Some(url) = postgres("a_sign_in_started_on_one_instance_finishes_on_the_other") else {
+        return;
+    };
+    let schema = PgSchema::create(&url).await;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let (a, b) = two_instances(&schema, dir.path()).await;
+    let user = a.enroll("alice").await;
+
+    let pending = a.pending("alice").await;
+    let verified = b.verify(&pending, "totp", &code_at_step(&user.secret, user.step + 1)).await;
+    assert_eq!(verified.status, 200, "{verified:?}");
+    let full = verified.cookie().expect("full session cookie");
+    for instance in [&a, &b] {
+        let session = instance.get("/auth/session", Some(&full)).await;
+        assert_eq!(session.status, 200, "session on {}: {session:?}", instance.name);
+        assert_eq!(session.body["username"], "alice");
+        assert_eq!(session.body["second_factor"], "totp");
+    }
+    // The pending token died on both.
+    let again = a.verify(&pending, "totp", &code_at_step(&user.secret, user.step + 2)).await;
+    again.assert_error(401, "no_pending_login");
+
+    // A recovery code used on B is used on A too.
+    let pending = b.pending("alice").await;
+    let used = b.verify(&pending, "recovery_code", &user.recovery_codes[0]).await;
+    assert_eq!(used.status, 200, "{used:?}");
+    let pending = a.pending("alice").await;
+    let reused = a.verify(&pending, "recovery_code", &user.recovery_codes[0]).await;
+    reused.assert_error(401, "invalid_2fa_code");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_instance_ends_the_session_on_all() {
+    let Some(url) = postgres("a_logout_on_one_instance_ends_the_session_on_all") else {
+        return;
+    };
+    let schema = PgSchema::create(&url).await;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let (a, b) = two_instances(&schema, dir.path()).await;
+    a.register("bob").await;
+    let login = a.login("bob").await;
+    assert_eq!(login.body["status"], "authenticated", "{login:?}");
+    let cookie = login.cookie().expect("session cookie");
+    assert_eq!(a.get("/auth/session", Some(&cookie)).await.status, 200);
+    assert_eq!(b.get("/auth/session", Some(&cookie)).await.status, 200);
+
+    let logout = b.post("/auth/logout", Some(&cookie), None).await;
+    assert_eq!(logout.status, 204, "{logout:?}");
+    a.get("/auth/session", Some(&cookie))
+        .await
+        .assert_error(401, "unauthenticated");
+    b.get("/auth/session", Some(&cookie))
+        .await
+        .assert_error(401, "unauthenticated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_code_racing_on_two_instances_is_accepted_once() {
+    let Some(url) = postgres("one_code_racing_on_two_instances_is_accepted_once") else {
+        return;
+    };
+    let schema = PgSchema::create(&url).await;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let (a, b) = two_instances(&schema, dir.path()).await;
+    let user = a.enroll("carol").await;
+    let instances = [&a, &b];
+
+    // 20 sign-ins waiting for a second factor, half opened on each instance ...
+    let mut pending = Vec::new();
+    for i in 0..20 {
+        pending.push(instances[i % 2].pending("carol").await);
+    }
+    // ... then one code for all of them at once, each sent to the other instance than the one that opened it.
+    let code = code_at_step(&user.secret, user.step + 1);
+    let answers = join_all(
+        pending
+            .iter()
+            .enumerate()
+            .map(|(i, cookie)| instances[(i + 1) % 2].verify(cookie, "totp", &code)),
+    )
+    .await;
+    let accepted = answers.iter().filter(|answer| answer.status == 200).count();
+    assert_eq!(accepted, 1, "exactly one success: {answers:#?}");
+    for answer in answers.iter().filter(|answer| answer.status != 200) {
+        assert!(
+            matches!((answer.status, answer.error()), (401, "invalid_2fa_code") | (429, "too_many_attempts")),
+            "a refused racer: {answer:?}"
+        );
+    }
+    let db = any_pool(&schema.url).await;
+    let last_step: Option<i64> = sqlx::query_scalar("SELECT totp_last_step FROM users WHERE username = $1")
+        .bind("carol")
+        .fetch_one(&db)
+        .await
+        .expect("user row");
+    assert_eq!(last_step, Some(user.step + 1));
+    let full_sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE state = 'full'")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    // The one from enrolling, and the one the winner opened.
+    assert_eq!(full_sessions, 2);
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_wrong_codes_split_between_instances_end_the_pending_session() {
+    let Some(url) = postgres("five_wrong_codes_split_between_instances_end_the_pending_session") else {
+        return;
+    };
+    let schema = PgSchema::create(&url).await;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let (a, b) = two_instances(&schema, dir.path()).await;
+    let user = a.enroll("dave").await;
+    let window: Vec<String> = (user.step - 1..=user.step + 3)
+        .map(|step| code_at_step(&user.secret, step))
+        .collect();
+    let wrong = (0..10)
+        .map(|n| n.to_string().repeat(6))
+        .find(|candidate| !window.contains(candidate))
+        .expect("a wrong code");
+
+    let pending = a.pending("dave").await;
+    for (i, instance) in [&a, &b, &a, &b, &a].into_iter().enumerate() {
+        let answer = instance.verify(&pending, "totp", &wrong).await;
+        answer.assert_error(401, "invalid_2fa_code");
+        let message = answer.body["message"].as_str().unwrap_or_default();
+        let left = 4 - i;
+        match left {
+            0 => assert!(message.contains("used all its tries"), "{message}"),
+            1 => assert!(message.contains("1 try left"), "{message}"),
+            _ => assert!(message.contains(&format!("{left} tries left")), "{message}"),
+        }
+    }
+    let right = b.verify(&pending, "totp", &code_at_step(&user.secret, user.step + 1)).await;
+    right.assert_error(401, "no_pending_login");
+    let db = any_pool(&schema.url).await;
+    let failures: i64 = sqlx::query_scalar("SELECT second_factor_failures FROM users WHERE username = $1")
+        .bind("dave")
+        .fetch_one(&db)
+        .await
+        .expect("user row");
+    // The refused right code was not even counted: there was no sign-in left to count it against.
+    assert_eq!(failures, 5);
+    db.close().await;
+}
+
+/// Needs no PostgreSQL server: nothing listens where the URL points.
+#[tokio::test]
+async fn an_unreachable_database_stops_the_start_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let url = format!("postgres://twofold:hunter2@127.0.0.1:{}/twofold", free_port());
+    let key = dir.path().join("twofold.key");
+    let mut instance = Instance::spawn("A", &url, &key, dir.path(), &[("TWOFOLD_DATABASE_TIMEOUT", "1s")]);
+    let (code, log) = instance.exit().await;
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("cannot reach the database"), "{log}");
+    assert!(log.contains("Check that PostgreSQL is running"), "{log}");
+    assert!(!log.contains("hunter2"), "the password leaked: {log}");
+}
+
+#[tokio::test]
+async fn a_schema_newer_than_the_binary_stops_the_start_with_a_clear_message() {
+    let Some(url) = postgres("a_schema_newer_than_the_binary_stops_the_start_with_a_clear_message") else {
+        return;
+    };
+    let schema = PgSchema::create(&url).await;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let key = dir.path().join("twofold.key");
+    let mut first = Instance::spawn("A", &schema.url, &key, dir.path(), &[]);
+    first.ready().await;
+    first.kill();
+    // A later Twofold applied a migration this binary does not have.
+    let db = any_pool(&schema.url).await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         SELECT 9999, 'from the future', TRUE, checksum, 0 FROM _sqlx_migrations WHERE version = 1",
+    )
+    .execute(&db)
+    .await
+    .expect("a future migration recorded");
+    db.close().await;
+
+    let mut second = Instance::spawn("B", &schema.url, &key, dir.path(), &[]);
+    let (code, log) = second.exit().await;
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("schema version 9999, newer than this Twofold binary"), "{log}");
+    assert!(log.contains("up to 2"), "{log}");
+}
