@@ -100,7 +100,10 @@ impl Flow {
         let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
         let valid = self.hasher.verify(password, stored_hash).await?;
         let Some(user) = user.filter(|_| valid) else {
-            self.audit(Event::Login, Outcome::InvalidCredentials, who, None, None, None)
+            // The account is named when it exists (the trail is for operators, not for the client); a name that
+            // matches no account is not written, as people sometimes type their password into that field.
+            let subject = user.as_ref().map(|user| (user.id, user.username.as_str()));
+            self.audit(Event::Login, Outcome::InvalidCredentials, who, subject, None, None)
                 .await?;
             return Err(FlowError::InvalidCredentials);
         };
