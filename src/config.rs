@@ -279,7 +279,10 @@ fn describe(error: figment::Error, file: Option<&Path>) -> ConfigError {
         figment::error::Kind::UnknownField(field, expected) => {
             // Figment does not record the path of an unknown nested key; the keys it expected tell the section.
             let section = if expected.contains(&"gateway") { "sms." } else { "" };
-            format!("unknown key `{section}{field}`{place}. Known keys: {}.", KNOWN_KEYS.join(", "))
+            format!(
+                "unknown key `{section}{field}`{place}. Known keys: {}.",
+                KNOWN_KEYS.join(", ")
+            )
         }
         figment::error::Kind::InvalidType(actual, expected) => {
             let key = error.path.join(".");
@@ -582,20 +585,29 @@ mod tests {
 
     #[test]
     fn postgres_urls_choose_postgres_and_keep_the_key_in_the_working_directory() {
-        for url in ["postgres://twofold@db.internal/twofold", "postgresql://u:p@127.0.0.1:5432/x?sslmode=require"] {
+        for url in [
+            "postgres://twofold@db.internal/twofold",
+            "postgresql://u:p@127.0.0.1:5432/x?sslmode=require",
+        ] {
             let config = Config::load_from(None, env(&[("TWOFOLD_DATABASE_URL", url)])).unwrap();
             assert_eq!(config.database_url.kind(), Some(DatabaseKind::Postgres));
             assert_eq!(config.secret_key_file, PathBuf::from("twofold.key"));
         }
         let config = Config::load_from(
             None,
-            env(&[("TWOFOLD_DATABASE_POOL_SIZE", "3"), ("TWOFOLD_DATABASE_TIMEOUT", "750ms")]),
+            env(&[
+                ("TWOFOLD_DATABASE_POOL_SIZE", "3"),
+                ("TWOFOLD_DATABASE_TIMEOUT", "750ms"),
+            ]),
         )
         .unwrap();
         assert_eq!(config.database_pool_size, 3);
         assert_eq!(config.database_timeout, Duration::from_millis(750));
         let defaults = Config::load_from(None, env(&[])).unwrap();
-        assert_eq!((defaults.database_pool_size, defaults.database_timeout), (8, Duration::from_secs(5)));
+        assert_eq!(
+            (defaults.database_pool_size, defaults.database_timeout),
+            (8, Duration::from_secs(5))
+        );
     }
 
     #[test]

@@ -44,7 +44,9 @@ async fn a_sign_in_started_on_one_instance_finishes_on_the_other() {
     let user = a.enroll("alice").await;
 
     let pending = a.pending("alice").await;
-    let verified = b.verify(&pending, "totp", &code_at_step(&user.secret, user.step + 1)).await;
+    let verified = b
+        .verify(&pending, "totp", &code_at_step(&user.secret, user.step + 1))
+        .await;
     assert_eq!(verified.status, 200, "{verified:?}");
     let full = verified.cookie().expect("full session cookie");
     for instance in [&a, &b] {
@@ -54,7 +56,9 @@ async fn a_sign_in_started_on_one_instance_finishes_on_the_other() {
         assert_eq!(session.body["second_factor"], "totp");
     }
     // The pending token died on both.
-    let again = a.verify(&pending, "totp", &code_at_step(&user.secret, user.step + 2)).await;
+    let again = a
+        .verify(&pending, "totp", &code_at_step(&user.secret, user.step + 2))
+        .await;
     again.assert_error(401, "no_pending_login");
 
     // A recovery code used on B is used on A too.
@@ -120,7 +124,10 @@ async fn one_code_racing_on_two_instances_is_accepted_once() {
     assert_eq!(accepted, 1, "exactly one success: {answers:#?}");
     for answer in answers.iter().filter(|answer| answer.status != 200) {
         assert!(
-            matches!((answer.status, answer.error()), (401, "invalid_2fa_code") | (429, "too_many_attempts")),
+            matches!(
+                (answer.status, answer.error()),
+                (401, "invalid_2fa_code") | (429, "too_many_attempts")
+            ),
             "a refused racer: {answer:?}"
         );
     }
@@ -169,7 +176,9 @@ async fn five_wrong_codes_split_between_instances_end_the_pending_session() {
             _ => assert!(message.contains(&format!("{left} tries left")), "{message}"),
         }
     }
-    let right = b.verify(&pending, "totp", &code_at_step(&user.secret, user.step + 1)).await;
+    let right = b
+        .verify(&pending, "totp", &code_at_step(&user.secret, user.step + 1))
+        .await;
     right.assert_error(401, "no_pending_login");
     let db = any_pool(&schema.url).await;
     let failures: i64 = sqlx::query_scalar("SELECT second_factor_failures FROM users WHERE username = $1")
@@ -221,6 +230,9 @@ async fn a_schema_newer_than_the_binary_stops_the_start_with_a_clear_message() {
     let mut second = Instance::spawn("B", &schema.url, &key, dir.path(), &[]);
     let (code, log) = second.exit().await;
     assert_eq!(code, Some(1), "{log}");
-    assert!(log.contains("schema version 9999, newer than this Twofold binary"), "{log}");
+    assert!(
+        log.contains("schema version 9999, newer than this Twofold binary"),
+        "{log}"
+    );
     assert!(log.contains("up to 2"), "{log}");
 }

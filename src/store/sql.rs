@@ -75,9 +75,7 @@ where
     for<'q> bool: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
-    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB>,
-    for<'q> Option<String>: Encode<'q, DB>,
     for<'q> UserId: Encode<'q, DB>,
     usize: ColumnIndex<DB::Row>,
 {
@@ -176,9 +174,7 @@ where
     for<'q> bool: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
-    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB>,
-    for<'q> Option<String>: Encode<'q, DB>,
     for<'q> UserId: Encode<'q, DB>,
     usize: ColumnIndex<DB::Row>,
     for<'q> Option<SessionId>: Encode<'q, DB>,
@@ -275,12 +271,10 @@ where
 
     async fn unlock_second_factor(&self, id: UserId) -> StoreResult<()> {
         self.bounded(async {
-            sqlx::query(
-                "UPDATE users SET second_factor_failures = 0, second_factor_locked_until = NULL WHERE id = $1",
-            )
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+            sqlx::query("UPDATE users SET second_factor_failures = 0, second_factor_locked_until = NULL WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
             Ok(())
         })
         .await
@@ -395,12 +389,11 @@ where
                     retry_after: wait.max(1),
                 }));
             }
-            let slot: i64 =
-                sqlx::query_scalar("INSERT INTO sms_sends (user_id, sent_at) VALUES ($1, $2) RETURNING id")
-                    .bind(id)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let slot: i64 = sqlx::query_scalar("INSERT INTO sms_sends (user_id, sent_at) VALUES ($1, $2) RETURNING id")
+                .bind(id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(Ok(SendSlot(slot)))
         })
@@ -663,12 +656,10 @@ where
                 return Ok(LoginCompletion::PendingGone);
             }
             Self::insert_session_in(&mut tx, full).await?;
-            sqlx::query(
-                "UPDATE users SET second_factor_failures = 0, second_factor_locked_until = NULL WHERE id = $1",
-            )
-            .bind(full.user_id)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("UPDATE users SET second_factor_failures = 0, second_factor_locked_until = NULL WHERE id = $1")
+                .bind(full.user_id)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(LoginCompletion::Done)
         })

@@ -154,7 +154,12 @@ impl Api {
         read(self.with_cookie(self.http.get(self.url(path)), cookie)).await
     }
 
-    pub async fn try_post(&self, path: &str, cookie: Option<&str>, body: Option<Value>) -> Result<Resp, reqwest::Error> {
+    pub async fn try_post(
+        &self,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Resp, reqwest::Error> {
         let request = self.with_cookie(self.http.post(self.url(path)), cookie);
         read(match body {
             Some(body) => request.json(&body),
@@ -237,10 +242,19 @@ impl Drop for Instance {
 /// Where PostgreSQL's server programs are: on `PATH`, or in Debian's versioned folder.
 fn postgres_program(name: &str) -> PathBuf {
     let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).map(|dir| dir.join(name)).collect::<Vec<_>>())
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|entries| entries.flatten().map(|entry| entry.path().join("bin").join(name)).collect())
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.path().join("bin").join(name))
+                .collect()
+        })
         .unwrap_or_default();
     debian.sort();
     debian.reverse();
@@ -270,8 +284,12 @@ impl PrivatePostgres {
         let dir = tempfile::tempdir().expect("temporary folder");
         let run_as = (output_of("id", &["-u"]) == "0").then(|| "postgres".to_owned());
         if let Some(user) = &run_as {
-            let uid = output_of("id", &["-u", user]).parse().expect("the postgres user exists");
-            let gid = output_of("id", &["-g", user]).parse().expect("the postgres group exists");
+            let uid = output_of("id", &["-u", user])
+                .parse()
+                .expect("the postgres user exists");
+            let gid = output_of("id", &["-g", user])
+                .parse()
+                .expect("the postgres group exists");
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
         }
         let server = Self {
@@ -325,7 +343,21 @@ impl PrivatePostgres {
             self.dir.path().display()
         );
         let log = self.dir.path().join("postgres.log").display().to_string();
-        self.run("pg_ctl", &["-D", &self.data(), "-l", &log, "-o", &options, "-w", "-t", "60", "start"]);
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
     }
 
     /// Stops the server the way an operator's restart does: running sessions are ended at once.

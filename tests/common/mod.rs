@@ -530,7 +530,14 @@ impl TestApp {
     pub async fn state_snapshot(&self) -> String {
         let db = self.db().await;
         let mut out = String::new();
-        for table in ["users", "sessions", "recovery_codes", "login_throttle", "sms_codes", "sms_sends"] {
+        for table in [
+            "users",
+            "sessions",
+            "recovery_codes",
+            "login_throttle",
+            "sms_codes",
+            "sms_sends",
+        ] {
             let rows: Vec<String> = table_rows(&db, table)
                 .await
                 .iter()
