@@ -1,7 +1,8 @@
 //! Two `twofold serve` processes on one PostgreSQL schema behave like one server: a sign-in started on one finishes
 //! on the other, a logout anywhere ends the session everywhere, one TOTP code is accepted once however requests race
-//! across instances, and a pending session's tries are counted across instances. Also the start-up messages for a
-//! database that cannot be reached or is newer than the binary.
+//! across instances, a pending session's tries, the account's second-factor lock, the password throttle, SMS codes
+//! and SMS send limits are counted across instances. Also the start-up messages for a database that cannot be reached
+//! or is newer than the binary.
 //!
 //! All but the unreachable-database test need PostgreSQL: they run when `TWOFOLD_TEST_DATABASE_URL` is set (as
 //! `.ci/run` does) and otherwise say they were skipped.
@@ -13,6 +14,7 @@ use std::path::Path;
 use common::instances::*;
 use common::*;
 use futures::future::join_all;
+use serde_json::json;
 
 /// The test database's URL, or `None` after saying why the test is skipped.
 fn postgres(test: &str) -> Option<String> {
@@ -25,9 +27,13 @@ fn postgres(test: &str) -> Option<String> {
 
 /// Instances A and B, started together on a fresh schema (so they race to migrate it) with one shared key file.
 async fn two_instances(schema: &PgSchema, dir: &Path) -> (Instance, Instance) {
+    two_instances_with(schema, dir, &[]).await
+}
+
+async fn two_instances_with(schema: &PgSchema, dir: &Path, env: &[(&str, &str)]) -> (Instance, Instance) {
     let key = dir.join("twofold.key");
-    let mut a = Instance::spawn("A", &schema.url, &key, dir, &[]);
-    let mut b = Instance::spawn("B", &schema.url, &key, dir, &[]);
+    let mut a = Instance::spawn("A", &schema.url, &key, dir, env);
+    let mut b = Instance::spawn("B", &schema.url, &key, dir, env);
     a.ready().await;
     b.ready().await;
     (a, b)
@@ -189,6 +195,101 @@ async fn five_wrong_codes_split_between_instances_end_the_pending_session() {
     // The refused right code was not even counted: there was no sign-in left to count it against.
     assert_eq!(failures, 5);
     db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_throttle_and_the_account_lock_hold_across_instances() {
+    let Some(url) = postgres("the_password_throttle_and_the_account_lock_hold_across_instances") else {
+        return;
+    };
+    let schema = PgSchema::create(&url).await;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let (a, b) = two_instances(&schema, dir.path()).await;
+    let user = a.enroll("frank").await;
+    let window: Vec<String> = (user.step - 1..=user.step + 3)
+        .map(|step| code_at_step(&user.secret, step))
+        .collect();
+    let wrong = (0..10)
+        .map(|n| n.to_string().repeat(6))
+        .find(|candidate| !window.contains(candidate))
+        .expect("a wrong code");
+
+    // 10 wrong codes over two sign-ins and both instances lock the second factor, for both.
+    for instance in [&a, &b] {
+        let pending = instance.pending("frank").await;
+        for other in [&a, &b, &a, &b, &a] {
+            other
+                .verify(&pending, "totp", &wrong)
+                .await
+                .assert_error(401, "invalid_2fa_code");
+        }
+    }
+    let pending = b.pending("frank").await;
+    let locked = a
+        .verify(&pending, "totp", &code_at_step(&user.secret, user.step + 1))
+        .await;
+    locked.assert_error(429, "too_many_attempts");
+
+    // 10 wrong passwords, half on each instance, use up the account's window on both.
+    a.register("grace").await;
+    let wrong_password = json!({ "username": "grace", "password": "not the password at all" });
+    for instance in [&a, &b].into_iter().cycle().take(10) {
+        instance
+            .post("/auth/login", None, Some(wrong_password.clone()))
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+    for instance in [&a, &b] {
+        let throttled = instance.login("grace").await;
+        throttled.assert_error(429, "too_many_attempts");
+        assert!(throttled.header("retry-after").is_some(), "{throttled:?}");
+    }
+}
+
+/// The last code the console gateway "sent", from the instance's log.
+fn last_sms_code(log: &str) -> Option<String> {
+    log.match_indices(" is your ")
+        .filter_map(|(at, _)| log.get(at.checked_sub(6)?..at))
+        .filter(|code| code.chars().all(|c| c.is_ascii_digit()))
+        .last()
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_codes_and_send_limits_are_shared_between_instances() {
+    let Some(url) = postgres("sms_codes_and_send_limits_are_shared_between_instances") else {
+        return;
+    };
+    let schema = PgSchema::create(&url).await;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let (a, b) = two_instances_with(&schema, dir.path(), &[("TWOFOLD_SMS__GATEWAY", "console")]).await;
+    a.register("erin").await;
+    let cookie = a.login("erin").await.cookie().expect("session cookie");
+    let phone = json!({ "phone": "+15551234567" });
+
+    let setup = a.post("/auth/2fa/sms/setup", Some(&cookie), Some(phone.clone())).await;
+    assert_eq!(setup.status, 202, "{setup:?}");
+    let code = last_sms_code(&a.log()).expect("the console gateway logged the code");
+    // One send per 30 s per user, whichever instance is asked.
+    let again = b.post("/auth/2fa/sms/setup", Some(&cookie), Some(phone)).await;
+    again.assert_error(429, "too_many_attempts");
+    assert!(again.header("retry-after").is_some(), "{again:?}");
+    // The code sent through A confirms the phone on B.
+    let confirm = b
+        .post("/auth/2fa/sms/confirm", Some(&cookie), Some(json!({ "code": code })))
+        .await;
+    assert_eq!(confirm.status, 200, "{confirm:?}");
+    assert_eq!(confirm.body["recovery_codes"].as_array().map(Vec::len), Some(10));
+    let login = b.login("erin").await;
+    assert_eq!(login.body["methods"], json!(["sms", "recovery_code"]), "{login:?}");
+    let pending = login.cookie().expect("pending cookie");
+    a.post("/auth/2fa/sms/send", Some(&pending), None)
+        .await
+        .assert_error(429, "too_many_attempts");
+    // And a code used once is gone on both: the enrolment code is no login code.
+    b.verify(&pending, "sms", &code)
+        .await
+        .assert_error(401, "invalid_2fa_code");
 }
 
 /// Needs no PostgreSQL server: nothing listens where the URL points.

@@ -49,15 +49,6 @@ pub struct SqlStore<DB: Database> {
     timeout: Duration,
 }
 
-impl<DB: Database> Clone for SqlStore<DB> {
-    fn clone(&self) -> Self {
-        Self {
-            pool: self.pool.clone(),
-            timeout: self.timeout,
-        }
-    }
-}
-
 const USER_COLUMNS: &str = "id, username, password_hash, created_at, totp_secret, totp_pending_secret, \
      totp_last_step, sms_phone, sms_pending_phone, second_factor_failures, second_factor_locked_until, last_login_at, \
      (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) AS recovery_codes_left";
@@ -66,6 +57,8 @@ const SESSION_COLUMNS: &str = "s.id, s.user_id, u.username, s.state, s.flow_id, 
      s.last_seen_at, s.authenticated_at, s.second_factor, s.failed_attempts, s.client_addr, s.user_agent, \
      s.notice_failures, s.notice_replays, s.notice_last_at";
 
+// The bounds say what the shared SQL needs from a database: connections that run queries, and the few Rust types it
+// binds and reads. Rust does not let a trait imply bounds like these, so the `Store` impl below repeats them.
 impl<DB> SqlStore<DB>
 where
     DB: Backend,
