@@ -24,7 +24,8 @@ pub enum StartupError {
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error(
-        "cannot open the database {url}: {source}. Check that its folder exists and is writable, or set database_url."
+        "cannot open the database {url}: {source}. Check database_url (for SQLite, that the file's folder exists and \
+         is writable)."
     )]
     Database { url: String, source: StoreError },
     #[error(
