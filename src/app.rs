@@ -13,6 +13,7 @@ use crate::crypto::password::{HashError, PasswordHasher};
 use crate::crypto::{KeyError, Keys};
 use crate::flow::{Flow, FlowSettings};
 use crate::http::{router, AppState, WebSettings};
+use crate::metrics::Metrics;
 use crate::sms::Sender;
 use crate::store::{SqliteStore, Store, StoreError};
 
@@ -57,8 +58,10 @@ pub async fn open_flow(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Flo
         allow_registration: config.allow_registration,
         session_lifetime_seconds: seconds(config.session_lifetime),
         session_idle_seconds: seconds(config.session_idle_timeout),
+        audit_retention_seconds: seconds(config.audit_retention),
     };
-    Ok(Arc::new(Flow::new(store, clock, keys, hasher, sms, settings)))
+    let metrics = Arc::new(Metrics::default());
+    Ok(Arc::new(Flow::new(store, clock, keys, hasher, sms, metrics, settings)))
 }
 
 /// Everything a request handler needs.
@@ -76,7 +79,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<AppState, S
     })
 }
 
-/// Serves until `shutdown` resolves, purging expired sessions once a minute meanwhile.
+/// Serves until `shutdown` resolves, meanwhile purging expired sessions once a minute and audit events past the
+/// retention period once an hour.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
@@ -85,10 +89,17 @@ pub async fn serve(
     let flow = state.flow.clone();
     let purger = tokio::spawn(async move {
         let mut every_minute = tokio::time::interval(Duration::from_secs(60));
-        loop {
+        for minute in 0u64.. {
             every_minute.tick().await;
             if let Err(error) = flow.purge_expired_sessions().await {
                 tracing::warn!(%error, "could not purge expired sessions");
+            }
+            if minute % 60 == 0 {
+                match flow.prune_audit().await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, "pruned audit events past the retention period"),
+                    Err(error) => tracing::warn!(%error, "could not prune the audit trail"),
+                }
             }
         }
     });

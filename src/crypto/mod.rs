@@ -38,6 +38,7 @@ pub struct Keys {
     sealing: XChaCha20Poly1305,
     recovery_codes: [u8; KEY_BYTES],
     sms_codes: [u8; KEY_BYTES],
+    audit: [u8; KEY_BYTES],
 }
 
 impl std::fmt::Debug for Keys {
@@ -96,6 +97,7 @@ impl Keys {
             sealing: XChaCha20Poly1305::new(&derive(master, b"twofold seal v1").into()),
             recovery_codes: derive(master, b"twofold recovery codes v1"),
             sms_codes: derive(master, b"twofold sms codes v1"),
+            audit: derive(master, b"twofold audit v1"),
         }
     }
 
@@ -134,6 +136,11 @@ impl Keys {
     /// HMAC-SHA-256 of a normalised recovery code: what the database stores instead of the code.
     pub fn recovery_code_digest(&self, normalised_code: &str) -> Vec<u8> {
         mac(&self.recovery_codes, &[normalised_code.as_bytes()])
+    }
+
+    /// HMAC-SHA-256 under the audit key, over `parts` in order (the audit chain's MACs).
+    pub fn audit_mac(&self, parts: &[&[u8]]) -> Vec<u8> {
+        mac(&self.audit, parts)
     }
 
     /// HMAC-SHA-256 of an SMS code bound to its user: six digits have too few values to store plainly hashed.

@@ -4,6 +4,7 @@
 //! the code, then consumes it with one conditional statement. So parallel requests can neither guess past the
 //! limits nor use one code twice.
 
+use super::machine::{State, Step};
 use super::{limits, Flow, FlowError, FlowResult, Method};
 use crate::audit::{Event, Outcome, Requester};
 use crate::crypto::SessionToken;
@@ -136,6 +137,7 @@ impl Flow {
             client_addr: who.client_addr.clone(),
             user_agent: who.user_agent.clone(),
         };
+        Self::step(State::Pending, Step::CodeAccepted)?;
         match self.store.complete_login(pending.id, &proof, &full).await? {
             LoginCompletion::Done => {
                 self.audit_check(&check, Outcome::Success).await?;
@@ -215,6 +217,16 @@ impl Flow {
         } else {
             Outcome::InvalidCode
         };
+        if check.pending.is_some() {
+            Self::step(
+                State::Pending,
+                if left == 0 {
+                    Step::TriesUsedUp
+                } else {
+                    Step::CodeRefused
+                },
+            )?;
+        }
         self.audit_check(check, outcome).await?;
         let message = match (check.pending, left) {
             (None, _) => "the code is not valid".to_owned(),
@@ -264,7 +276,7 @@ impl Flow {
             Outcome::Success,
             who,
             Some((view.user_id, &view.username)),
-            None,
+            Some(view.flow_id.as_str()),
             Some(Method::Totp),
         )
         .await?;
@@ -296,7 +308,7 @@ impl Flow {
             user: &user,
             pending: None,
             who,
-            flow: None,
+            flow: Some(view.flow_id.as_str()),
             event: Event::TotpConfirm,
             method: Method::Totp,
         };
@@ -333,7 +345,7 @@ impl Flow {
             Outcome::Success,
             who,
             Some((user.id, &user.username)),
-            None,
+            Some(view.flow_id.as_str()),
             Some(Method::Totp),
         )
         .await?;
@@ -352,7 +364,7 @@ impl Flow {
             user: &user,
             pending: None,
             who,
-            flow: None,
+            flow: Some(view.flow_id.as_str()),
             event: Event::TotpRemove,
             method: Method::Totp,
         };
@@ -372,7 +384,7 @@ impl Flow {
             Outcome::Success,
             who,
             Some((user.id, &user.username)),
-            None,
+            Some(view.flow_id.as_str()),
             Some(Method::Totp),
         )
         .await?;
@@ -405,7 +417,7 @@ impl Flow {
             Outcome::Success,
             who,
             Some((user.id, &user.username)),
-            None,
+            Some(view.flow_id.as_str()),
             Some(Method::RecoveryCode),
         )
         .await?;

@@ -4,6 +4,7 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::machine::{State, Step};
 use super::{limits, Flow, FlowError, FlowResult, Method, Username};
 use crate::audit::{Event, Outcome, Requester};
 use crate::crypto::password::Password;
@@ -87,9 +88,11 @@ impl Flow {
         let password = Password::new(password)
             .ok_or_else(|| FlowError::BadRequest("the password must be 1 to 1024 characters".into()))?;
         let now = self.now_unix();
+        let flow = flow_id();
         let throttle = limits::password_throttle_keys(username.as_str(), who.client_addr.as_deref());
         if let Err(throttled) = self.store.reserve_password_attempt(&throttle, now).await? {
-            self.audit(Event::Login, Outcome::Throttled, who, None, None, None)
+            Self::step(State::SignedOut, Step::PasswordRefused)?;
+            self.audit(Event::Login, Outcome::Throttled, who, None, Some(&flow), None)
                 .await?;
             return Err(FlowError::TooManyAttempts {
                 retry_after: throttled.retry_after,
@@ -105,27 +108,38 @@ impl Flow {
                 // The account is named when it exists (the trail is for operators, not for the client); a name
                 // that matches no account is not written, as people sometimes type their password into that field.
                 let subject = other.as_ref().map(|user| (user.id, user.username.as_str()));
-                self.audit(Event::Login, Outcome::InvalidCredentials, who, subject, None, None)
-                    .await?;
+                Self::step(State::SignedOut, Step::PasswordRefused)?;
+                self.audit(
+                    Event::Login,
+                    Outcome::InvalidCredentials,
+                    who,
+                    subject,
+                    Some(&flow),
+                    None,
+                )
+                .await?;
                 return Err(FlowError::InvalidCredentials);
             }
         };
         self.store.refund_password_attempt(&throttle).await?;
         let methods = Method::available_to(&user);
         let token = SessionToken::generate();
-        let flow = flow_id();
-        let (state, expires_at, outcome) = if methods.is_empty() {
-            (
-                SessionState::Full,
-                now + self.settings.session_lifetime_seconds,
-                Outcome::Success,
-            )
+        let step = if methods.is_empty() {
+            Step::PasswordAccepted
         } else {
-            (
+            Step::SecondFactorRequired
+        };
+        let (state, expires_at, outcome) = match Self::step(State::SignedOut, step)? {
+            State::Pending => (
                 SessionState::Pending,
                 now + limits::PENDING_SESSION_SECONDS,
                 Outcome::SecondFactorRequired,
-            )
+            ),
+            _ => (
+                SessionState::Full,
+                now + self.settings.session_lifetime_seconds,
+                Outcome::Success,
+            ),
         };
         self.store
             .insert_session(&NewSession {
@@ -149,10 +163,9 @@ impl Flow {
             None,
         )
         .await?;
-        Ok(if methods.is_empty() {
-            LoginOutcome::Authenticated(token)
-        } else {
-            LoginOutcome::SecondFactorRequired { token, methods }
+        Ok(match state {
+            SessionState::Full => LoginOutcome::Authenticated(token),
+            SessionState::Pending => LoginOutcome::SecondFactorRequired { token, methods },
         })
     }
 
@@ -210,6 +223,11 @@ impl Flow {
     pub async fn logout(&self, token: Option<&SessionToken>, who: &Requester) -> FlowResult<()> {
         let Some(token) = token else { return Ok(()) };
         if let Some(session) = self.store.delete_session(&token.digest()).await? {
+            let from = match session.state.0 {
+                SessionState::Pending => State::Pending,
+                SessionState::Full => State::SignedIn,
+            };
+            Self::step(from, Step::SignOut)?;
             self.audit(
                 Event::Logout,
                 Outcome::Success,

@@ -52,10 +52,10 @@ impl From<FlowError> for ApiError {
             FlowError::NoPendingLogin => (S::UNAUTHORIZED, "no_pending_login"),
             FlowError::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated"),
             FlowError::ReauthenticationRequired => (S::UNAUTHORIZED, "reauthentication_required"),
-            FlowError::NoSuchUser(_) => (S::NOT_FOUND, "not_found"),
+            FlowError::NoSuchUser(_) | FlowError::NoSuchSession(_) => (S::NOT_FOUND, "not_found"),
             FlowError::InvalidPhone => (S::BAD_REQUEST, "invalid_phone"),
             FlowError::SmsUnavailable(_) => (S::SERVICE_UNAVAILABLE, "sms_gateway_unavailable"),
-            FlowError::Store(_) | FlowError::Hash(_) | FlowError::SecretUnreadable => {
+            FlowError::Store(_) | FlowError::Hash(_) | FlowError::SecretUnreadable | FlowError::IllegalStep { .. } => {
                 tracing::error!(error = %error, "request failed");
                 return Self::new(
                     S::INTERNAL_SERVER_ERROR,

@@ -4,6 +4,7 @@
 mod api;
 mod error;
 mod extract;
+mod service;
 
 pub use error::ApiError;
 
@@ -70,6 +71,10 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .nest("/auth", auth)
+        .route("/healthz", get(service::healthz))
+        .route("/readyz", get(service::readyz))
+        .route("/metrics", get(service::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), service::record_latency))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))

@@ -626,23 +626,121 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()> {
-        let at_ms = i64::try_from(event.at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-        sqlx::query(
-            "INSERT INTO audit_events (at_ms, flow_id, user_id, username, client_addr, user_agent, event, method, outcome) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(at_ms)
-        .bind(&event.flow_id)
-        .bind(event.user_id)
-        .bind(&event.username)
-        .bind(&event.requester.client_addr)
-        .bind(&event.requester.user_agent)
-        .bind(event.event.as_str())
-        .bind(event.method)
-        .bind(event.outcome.as_str())
-        .execute(&self.pool)
-        .await?;
+    async fn list_sessions(&self, user: Option<UserId>) -> StoreResult<Vec<Session>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE ($1 IS NULL OR s.user_id = $1) ORDER BY s.created_at DESC, s.id DESC"
+        );
+        Ok(sqlx::query_as(&sql).bind(user).fetch_all(&self.pool).await?)
+    }
+
+    async fn delete_session_by_id(&self, id: SessionId) -> StoreResult<Option<Session>> {
+        let mut tx = self.write().await?;
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1");
+        let session: Option<Session> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
+        sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(session)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn record_audit(&self, event: &AuditEvent, seal: &Seal) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let last: Option<Option<Vec<u8>>> = sqlx::query_scalar("SELECT mac FROM audit_events ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let prev = match last {
+            Some(mac) => mac.unwrap_or_default(),
+            None => sqlx::query_scalar("SELECT last_mac FROM audit_anchor WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or_default(),
+        };
+        let mac = seal(&prev);
+        let content = event.content();
+        sqlx::query(
+            "INSERT INTO audit_events (at_ms, flow_id, user_id, username, client_addr, user_agent, event, method, \
+                 outcome, prev_mac, mac) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(content.at_ms)
+        .bind(content.flow_id)
+        .bind(content.user_id)
+        .bind(content.username)
+        .bind(content.client_addr)
+        .bind(content.user_agent)
+        .bind(content.event)
+        .bind(content.method)
+        .bind(content.outcome)
+        .bind(&prev)
+        .bind(&mac)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT id, at_ms, flow_id, user_id, username, client_addr, user_agent, event, method, outcome, \
+                 prev_mac, mac \
+             FROM audit_events \
+             WHERE ($1 IS NULL OR username = $1) AND ($2 IS NULL OR at_ms >= $2) AND ($3 IS NULL OR at_ms < $3) \
+                 AND ($4 IS NULL OR event = $4) AND ($5 IS NULL OR outcome = $5) AND ($6 IS NULL OR flow_id = $6) \
+             ORDER BY id",
+        )
+        .bind(&filter.username)
+        .bind(filter.since_ms)
+        .bind(filter.until_ms)
+        .bind(&filter.event)
+        .bind(&filter.outcome)
+        .bind(&filter.flow_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn audit_anchor(&self) -> StoreResult<Option<AuditAnchor>> {
+        Ok(
+            sqlx::query_as("SELECT last_id, last_mac, mac FROM audit_anchor WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn prune_audit(&self, before_ms: i64, seal_anchor: &SealAnchor) -> StoreResult<u64> {
+        let mut tx = self.write().await?;
+        let last: Option<(i64, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT id, mac FROM audit_events WHERE at_ms < $1 ORDER BY id DESC LIMIT 1")
+                .bind(before_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((last_id, last_mac)) = last else {
+            return Ok(0);
+        };
+        let last_mac = last_mac.unwrap_or_default();
+        let mac = seal_anchor(last_id, &last_mac);
+        sqlx::query(
+            "INSERT INTO audit_anchor (id, last_id, last_mac, mac) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET last_id = excluded.last_id, last_mac = excluded.last_mac, \
+                 mac = excluded.mac",
+        )
+        .bind(last_id)
+        .bind(&last_mac)
+        .bind(&mac)
+        .execute(&mut *tx)
+        .await?;
+        let deleted = sqlx::query("DELETE FROM audit_events WHERE id <= $1")
+            .bind(last_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected())
     }
 }
