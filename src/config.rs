@@ -236,8 +236,10 @@ fn parse_env_value(key: &str, value: &str) -> figment::value::Value {
 fn describe(error: figment::Error, file: Option<&Path>) -> ConfigError {
     let place = file.map(|path| format!(" in {}", path.display())).unwrap_or_default();
     let message = match &error.kind {
-        figment::error::Kind::UnknownField(field, _) => {
-            format!("unknown key `{field}`{place}. Known keys: {}.", KNOWN_KEYS.join(", "))
+        figment::error::Kind::UnknownField(field, expected) => {
+            // Figment does not record the path of an unknown nested key; the keys it expected tell the section.
+            let section = if expected.contains(&"gateway") { "sms." } else { "" };
+            format!("unknown key `{section}{field}`{place}. Known keys: {}.", KNOWN_KEYS.join(", "))
         }
         figment::error::Kind::InvalidType(actual, expected) => {
             let key = error.path.join(".");
