@@ -75,7 +75,10 @@ async fn a_totp_login_is_one_flow_of_events_without_secrets() {
             .fetch_all(&app.db().await)
             .await
             .unwrap();
-    assert!(rows.iter().all(|(_, addr, flow)| addr.is_some() && flow.is_some()), "{rows:?}");
+    assert!(
+        rows.iter().all(|(_, addr, flow)| addr.is_some() && flow.is_some()),
+        "{rows:?}"
+    );
 
     let text = audit_text(&app).await;
     for secret in [PASSWORD, &code, &pending, &full] {
@@ -90,27 +93,47 @@ async fn a_totp_login_is_one_flow_of_events_without_secrets() {
 
 #[tokio::test]
 async fn an_sms_login_is_one_flow_and_the_phone_never_appears() {
+    let (gateway, texts) = stand_in_gateway().await;
     let app = TestApp::spawn_with(Options {
-        extra_env: vec![("TWOFOLD_SMS__GATEWAY".into(), "console".into())],
+        extra_env: vec![
+            ("TWOFOLD_SMS__GATEWAY".into(), "http".into()),
+            ("TWOFOLD_SMS__URL".into(), gateway),
+        ],
         ..Options::default()
     })
     .await;
     let user = app.enroll("bob").await;
     let setup = app
-        .post("/auth/2fa/sms/setup", Some(&user.cookie), serde_json::json!({ "phone": "+15551234567" }))
+        .post(
+            "/auth/2fa/sms/setup",
+            Some(&user.cookie),
+            serde_json::json!({ "phone": "+15551234567" }),
+        )
         .await;
     assert_eq!(setup.status, 202, "{setup:?}");
+    let enrol_code = last_code(&texts);
+    let confirmed = app
+        .post(
+            "/auth/2fa/sms/confirm",
+            Some(&user.cookie),
+            serde_json::json!({ "code": enrol_code }),
+        )
+        .await;
+    assert_eq!(confirmed.status, 200, "{confirmed:?}");
+    app.advance(31);
     let pending = app.pending(&user).await;
     let sent = app.post_empty("/auth/2fa/sms/send", Some(&pending)).await;
     assert_eq!(sent.status, 202, "{sent:?}");
-    app.verify(&pending, "sms", "123456").await;
+    app.verify(&pending, "sms", "000000").await;
     let ok = app.verify(&pending, "recovery_code", &user.recovery_codes[0]).await;
     assert_eq!(ok.status, 200, "{ok:?}");
 
     let flow = last_flow(&app, "login", "second_factor_required").await;
     let events: Vec<(String, Option<String>, String)> = flow_events(&app, &flow).await;
-    let names: Vec<(&str, Option<&str>, &str)> =
-        events.iter().map(|(e, m, o)| (e.as_str(), m.as_deref(), o.as_str())).collect();
+    let names: Vec<(&str, Option<&str>, &str)> = events
+        .iter()
+        .map(|(e, m, o)| (e.as_str(), m.as_deref(), o.as_str()))
+        .collect();
     assert_eq!(
         names,
         vec![
@@ -121,9 +144,47 @@ async fn an_sms_login_is_one_flow_and_the_phone_never_appears() {
         ]
     );
     let text = audit_text(&app).await;
-    for needle in ["+15551234567", "5551234567", "1234567"] {
-        assert!(!text.contains(needle), "the audit trail contains the phone number ({needle})");
+    for needle in ["+15551234567", "5551234567", "1234567", &enrol_code, &last_code(&texts)] {
+        assert!(
+            !text.contains(needle),
+            "the audit trail contains the phone number or a code ({needle})"
+        );
     }
+}
+
+type Texts = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A JSON-webhook SMS gateway on a loopback port that keeps the messages it receives.
+async fn stand_in_gateway() -> (String, Texts) {
+    let texts: Texts = Default::default();
+    let kept = texts.clone();
+    let app = axum::Router::new().route(
+        "/sms",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let kept = kept.clone();
+            async move {
+                kept.lock()
+                    .unwrap()
+                    .push(body["message"].as_str().unwrap_or_default().to_owned());
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/sms", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, texts)
+}
+
+/// The six-digit code in the newest message.
+fn last_code(texts: &Texts) -> String {
+    let texts = texts.lock().unwrap();
+    let message = texts.last().expect("a message was sent");
+    message
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|word| word.len() == 6)
+        .expect("a six-digit code")
+        .to_owned()
 }
 
 #[tokio::test]
@@ -138,46 +199,75 @@ async fn audit_verify_finds_edits_deletions_and_insertions() {
     assert!(stdout(&intact).contains("intact"), "{}", stdout(&intact));
 
     let db = app.db().await;
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM audit_events ORDER BY id").fetch_all(&db).await.unwrap();
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM audit_events ORDER BY id")
+        .fetch_all(&db)
+        .await
+        .unwrap();
     assert!(ids.len() >= 6, "{ids:?}");
 
     // Edited.
-    sqlx::query("UPDATE audit_events SET outcome = 'success' WHERE id = $1").bind(ids[3]).execute(&db).await.unwrap();
-    let edited = app.cli(&["audit", "verify"], None);
-    assert!(!edited.status.success());
-    assert!(stdout(&edited).contains(&format!("event {} was edited", ids[3])), "{}", stdout(&edited));
-    sqlx::query("UPDATE audit_events SET outcome = 'invalid_credentials' WHERE id = $1")
+    let original: String = sqlx::query_scalar("SELECT outcome FROM audit_events WHERE id = $1")
+        .bind(ids[3])
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_events SET outcome = 'tampered' WHERE id = $1")
         .bind(ids[3])
         .execute(&db)
         .await
         .unwrap();
-    assert!(app.cli(&["audit", "verify"], None).status.success(), "restoring the value restores the chain");
-
-    // Inserted: a copy of a genuine row, placed in the middle of the chain.
-    sqlx::query(
-        "INSERT INTO audit_events (id, at_ms, flow_id, user_id, username, client_addr, user_agent, event, method, \
-             outcome, prev_mac, mac) \
-         SELECT $1, at_ms, flow_id, user_id, username, client_addr, user_agent, event, method, 'success', prev_mac, mac \
-         FROM audit_events WHERE id = $2",
-    )
-    .bind(ids[2] * 1000)
-    .bind(ids[2])
-    .execute(&db)
-    .await
-    .unwrap();
-    sqlx::query("UPDATE audit_events SET id = $1 WHERE id = $2")
-        .bind(-1)
-        .bind(ids[2] * 1000)
+    let edited = app.cli(&["audit", "verify"], None);
+    assert!(!edited.status.success());
+    assert!(
+        stdout(&edited).contains(&format!("event {} was edited", ids[3])),
+        "{}",
+        stdout(&edited)
+    );
+    sqlx::query("UPDATE audit_events SET outcome = $1 WHERE id = $2")
+        .bind(&original)
+        .bind(ids[3])
         .execute(&db)
         .await
         .unwrap();
+    assert!(
+        app.cli(&["audit", "verify"], None).status.success(),
+        "restoring the value restores the chain"
+    );
+
+    // Inserted: a forged event appended after the newest one, chained to it, with a MAC made without the key.
+    let forged = ids.last().copied().unwrap_or_default() + 1;
+    sqlx::query(
+        "INSERT INTO audit_events (id, at_ms, flow_id, user_id, username, client_addr, user_agent, event, method, \
+             outcome, prev_mac, mac) \
+         SELECT $1, at_ms + 1, flow_id, user_id, 'mallory', client_addr, user_agent, 'login', NULL, 'success', mac, \
+             prev_mac \
+         FROM audit_events WHERE id = $2",
+    )
+    .bind(forged)
+    .bind(ids.last().copied().unwrap_or_default())
+    .execute(&db)
+    .await
+    .unwrap();
     let inserted = app.cli(&["audit", "verify"], None);
     assert!(!inserted.status.success());
-    assert!(stdout(&inserted).contains("event -1 was edited or inserted"), "{}", stdout(&inserted));
-    sqlx::query("DELETE FROM audit_events WHERE id = -1").execute(&db).await.unwrap();
+    assert!(
+        stdout(&inserted).contains(&format!("event {forged} was edited or inserted")),
+        "{}",
+        stdout(&inserted)
+    );
+    sqlx::query("DELETE FROM audit_events WHERE id = $1")
+        .bind(forged)
+        .execute(&db)
+        .await
+        .unwrap();
+    assert!(app.cli(&["audit", "verify"], None).status.success());
 
     // Deleted.
-    sqlx::query("DELETE FROM audit_events WHERE id = $1").bind(ids[4]).execute(&db).await.unwrap();
+    sqlx::query("DELETE FROM audit_events WHERE id = $1")
+        .bind(ids[4])
+        .execute(&db)
+        .await
+        .unwrap();
     let deleted = app.cli(&["audit", "verify"], None);
     assert!(!deleted.status.success());
     assert!(
@@ -202,14 +292,19 @@ async fn audit_lists_with_filters_and_json() {
         all.extend_from_slice(args);
         let output = app.cli(&all, None);
         assert!(output.status.success(), "{output:?}");
-        stdout(&output).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+        stdout(&output)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
     };
     let dave = json_lines(&["--user", "dave"]);
     assert!(dave.iter().all(|e| e["user"] == "dave"));
     assert_eq!(dave.iter().filter(|e| e["event"] == "login").count(), 2);
     let failures = json_lines(&["--event", "login", "--outcome", "invalid_credentials"]);
     assert_eq!(failures.len(), 2, "{failures:?}");
-    assert!(failures.iter().all(|e| e["client_addr"] == "127.0.0.1" && e["flow_id"].is_string()));
+    assert!(failures
+        .iter()
+        .all(|e| e["client_addr"] == "127.0.0.1" && e["flow_id"].is_string()));
     // The test clock starts at 2027-01-15T08:00:15Z; the later logins are an hour on.
     let early = json_lines(&["--event", "login", "--until", "2027-01-15T08:30:00Z"]);
     assert_eq!(early.len(), 1);
@@ -232,11 +327,18 @@ async fn pruning_keeps_the_chain_verifiable() {
     app.login("frank", PASSWORD).await;
     app.advance(91 * 24 * 3600);
     app.login("frank", "wrong").await;
-    let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(&app.db().await).await.unwrap();
-    let pruned = app.on_server(|flow| async move { flow.prune_audit().await.expect("prune") }).await;
+    let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
+        .fetch_one(&app.db().await)
+        .await
+        .unwrap();
+    let pruned = app
+        .on_server(|flow| async move { flow.prune_audit().await.expect("prune") })
+        .await;
     assert_eq!(pruned, 2, "the user_add and the first login are past 90 days");
-    let after: Vec<String> =
-        sqlx::query_scalar("SELECT outcome FROM audit_events ORDER BY id").fetch_all(&app.db().await).await.unwrap();
+    let after: Vec<String> = sqlx::query_scalar("SELECT outcome FROM audit_events ORDER BY id")
+        .fetch_all(&app.db().await)
+        .await
+        .unwrap();
     assert_eq!(after, vec!["invalid_credentials"]);
     assert_eq!(before, 3);
     let verified = app.cli(&["audit", "verify"], None);
@@ -276,7 +378,10 @@ async fn audit_diagram_draws_one_login() {
     }
     assert!(!mermaid.contains("SMS"), "{mermaid}");
     let zenuml = stdout(&app.cli(&["audit", "diagram", &flow, "--format", "zenuml"], None));
-    assert!(zenuml.contains("@Actor User") && zenuml.contains("Client->Twofold: POST /auth/login"), "{zenuml}");
+    assert!(
+        zenuml.contains("@Actor User") && zenuml.contains("Client->Twofold: POST /auth/login"),
+        "{zenuml}"
+    );
     let unknown = app.cli(&["audit", "diagram", "no-such-flow"], None);
     assert!(!unknown.status.success());
 }
@@ -287,13 +392,21 @@ async fn operator_commands_show_users_and_sessions() {
     let user = app.enroll("hank").await;
     let second = app.sign_in(&user).await;
     let shown = stdout(&app.cli(&["user", "show", "hank"], None));
-    for needle in ["authenticator app:     yes", "recovery codes left:   10", "lock:                  none"] {
+    for needle in [
+        "authenticator app:     yes",
+        "recovery codes left:   10",
+        "lock:                  none",
+    ] {
         assert!(shown.contains(needle), "missing {needle:?} in\n{shown}");
     }
     assert!(!shown.contains("last sign-in:          never"));
 
     let listed = stdout(&app.cli(&["session", "list", "--user", "hank"], None));
-    let ids: Vec<i64> = listed.lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
+    let ids: Vec<i64> = listed
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
     assert_eq!(ids.len(), 2, "{listed}");
     let revoked = app.cli(&["session", "revoke", &ids[0].to_string()], None);
     assert!(revoked.status.success(), "{revoked:?}");
@@ -333,16 +446,26 @@ async fn service_endpoints_and_metrics() {
     app.verify(&pending, "totp", "222222").await;
     app.verify(&pending, "totp", &app.code(&user.secret, 0)).await;
     let metrics = app.get("/metrics", None).await;
-    assert!(metrics.header("content-type").unwrap_or_default().starts_with("text/plain"));
+    assert!(metrics
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("text/plain"));
     let after = parse_metrics(&metrics.text);
     let rise = |name: &str| after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0);
     assert_eq!(rise(r#"twofold_logins_total{outcome="second_factor_required"}"#), 1.0);
-    assert_eq!(rise(r#"twofold_second_factor_checks_total{method="totp",outcome="invalid_code"}"#), 1.0);
-    assert_eq!(rise(r#"twofold_second_factor_checks_total{method="totp",outcome="success"}"#), 1.0);
+    assert_eq!(
+        rise(r#"twofold_second_factor_checks_total{method="totp",outcome="invalid_code"}"#),
+        1.0
+    );
+    assert_eq!(
+        rise(r#"twofold_second_factor_checks_total{method="totp",outcome="success"}"#),
+        1.0
+    );
     assert!(
         after
             .keys()
-            .any(|k| k.starts_with("twofold_http_request_duration_seconds_bucket") && k.contains(r#"route="/auth/verify-2fa""#)),
+            .any(|k| k.starts_with("twofold_http_request_duration_seconds_bucket")
+                && k.contains(r#"route="/auth/verify-2fa""#)),
         "{}",
         metrics.text
     );

@@ -276,6 +276,6 @@ mod tests {
         assert_eq!(mermaid.matches("\n  end").count(), 3);
         let zenuml = flow_diagram(Format::ZenUml);
         assert_eq!(zenuml.matches('{').count(), zenuml.matches('}').count());
-        assert!(zenuml.contains("if(password_right_second_factor_enrolled_then_pending"));
+        assert!(zenuml.contains("if(password_right_second_factor_enrolled_then_pending_second_factor"));
     }
 }

@@ -16,7 +16,7 @@ impl State {
     pub fn describe(self) -> &'static str {
         match self {
             Self::SignedOut => "signed out",
-            Self::Pending => "pending: password checked, second factor outstanding",
+            Self::Pending => "pending second factor",
             Self::SignedIn => "signed in",
         }
     }
