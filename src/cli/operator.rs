@@ -244,7 +244,7 @@ mod tests {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         assert_eq!(
             parse_time("--since", "2027-01-15T08:00:00Z", now),
-            Ok(1_799_992_800_000)
+            Ok(1_800_000_000_000)
         );
         assert_eq!(parse_time("--since", "2027-01-15", now), Ok(1_799_971_200_000));
         assert_eq!(parse_time("--since", "2h", now), Ok(1_800_000_000_000 - 7_200_000));
