@@ -27,16 +27,9 @@ async fn start_enrolment(app: &TestApp, username: &str) -> (String, Value) {
 /// Confirms the enrolment with `code`, then moves to the next TOTP step so that step is behind us.
 async fn confirm(app: &TestApp, cookie: &str, code: &str) {
     let confirmed = app
-        .post(
-            "/auth/2fa/totp/confirm",
-            Some(cookie),
-            json!({ "code": code }),
-        )
+        .post("/auth/2fa/totp/confirm", Some(cookie), json!({ "code": code }))
         .await;
-    assert_eq!(
-        confirmed.status, 200,
-        "confirming with {code}: {confirmed:?}"
-    );
+    assert_eq!(confirmed.status, 200, "confirming with {code}: {confirmed:?}");
     assert_eq!(
         confirmed.body["recovery_codes"].as_array().map(Vec::len),
         Some(10),
@@ -89,10 +82,7 @@ fn oathtool(secret: &str, at: i64) -> String {
         "oathtool failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let code = String::from_utf8(output.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned();
+    let code = String::from_utf8(output.stdout).expect("utf-8").trim().to_owned();
     assert!(
         code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
         "oathtool printed {code:?}"
@@ -167,9 +157,7 @@ fn pyotp(uri: &str, at: i64) -> Value {
         .args(["-c", PYOTP_SCRIPT, uri, &at.to_string()])
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|error| {
-            panic!("cannot run {}: {error}; run scripts/test", python.display())
-        });
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}; run scripts/test", python.display()));
     assert!(
         output.status.success(),
         "pyotp failed (is pyotp installed in {}? run scripts/test): {}",

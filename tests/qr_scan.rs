@@ -12,7 +12,10 @@ fn tool(name: &str) -> String {
         .args(["-c", &format!("command -v {name}")])
         .output()
         .is_ok_and(|out| out.status.success());
-    assert!(found, "{name} is missing: run scripts/test, which installs it (Debian: librsvg2-bin, zbar-tools)");
+    assert!(
+        found,
+        "{name} is missing: run scripts/test, which installs it (Debian: librsvg2-bin, zbar-tools)"
+    );
     name.to_owned()
 }
 
@@ -20,7 +23,11 @@ fn tool(name: &str) -> String {
 async fn the_qr_code_scans_to_the_key_uri() {
     let app = TestApp::spawn().await;
     app.add_user("scanner@example.com", PASSWORD).await;
-    let cookie = app.login("scanner@example.com", PASSWORD).await.cookie().expect("cookie");
+    let cookie = app
+        .login("scanner@example.com", PASSWORD)
+        .await
+        .cookie()
+        .expect("cookie");
     let setup = app.post_empty("/auth/2fa/totp/setup", Some(&cookie)).await;
     assert_eq!(setup.status, 200, "{setup:?}");
     let uri = setup.body["otpauth_uri"].as_str().expect("uri");
@@ -42,5 +49,8 @@ async fn the_qr_code_scans_to_the_key_uri() {
         .expect("zbarimg ran");
     assert!(scanned.status.success(), "{scanned:?}");
     assert_eq!(String::from_utf8_lossy(&scanned.stdout).trim(), uri);
-    assert!(uri.starts_with("otpauth://totp/Twofold:scanner%40example.com?secret="), "{uri}");
+    assert!(
+        uri.starts_with("otpauth://totp/Twofold:scanner%40example.com?secret="),
+        "{uri}"
+    );
 }

@@ -18,7 +18,7 @@ mod session;
 
 pub use account::UserOverview;
 pub use second_factor::{SecondFactorStatus, TotpSetup};
-pub use session::{LoginOutcome, Notice, SessionView};
+pub use session::{LoginOutcome, Notice, PendingLogin, SessionView};
 
 use std::sync::Arc;
 
@@ -162,6 +162,11 @@ impl Flow {
             hasher,
             settings,
         }
+    }
+
+    /// Whether people may create their own accounts (`allow_registration`).
+    pub fn allows_registration(&self) -> bool {
+        self.settings.allow_registration
     }
 
     fn now(&self) -> OffsetDateTime {

@@ -1,17 +1,21 @@
-//! The HTTP face of the flow: routes, cookies, the `Origin` check and response headers. Handlers translate between
-//! JSON and the flow's calls and hold no business rules.
+//! The HTTP faces of the flow: the JSON API under `/auth` and the browser pages (in [`pages`]), with their routes,
+//! cookies, the `Origin` check and response headers. Handlers translate between requests and the flow's calls and
+//! hold no business rules.
 
 mod api;
+mod cookies;
 mod error;
 mod extract;
+mod pages;
 
+pub use cookies::SESSION_COOKIE;
 pub use error::ApiError;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -19,9 +23,8 @@ use axum::Router;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::crypto::Keys;
 use crate::flow::Flow;
-
-pub const SESSION_COOKIE: &str = "twofold_session";
 
 /// Bodies above this are refused with 413 before they are parsed.
 const BODY_LIMIT_BYTES: usize = 16 * 1024;
@@ -34,11 +37,15 @@ pub struct WebSettings {
     pub public_origin: String,
     pub trusted_proxies: Vec<IpAddr>,
     pub session_lifetime_seconds: i64,
+    /// The name the pages show (the configured `issuer`, which authenticator apps show too).
+    pub site_name: String,
 }
 
 #[derive(Clone)]
 pub struct AppState {
     pub flow: Arc<Flow>,
+    /// The server key's subkeys; the pages sign their anti-forgery tokens with one.
+    pub keys: Arc<Keys>,
     pub web: Arc<WebSettings>,
 }
 
@@ -61,8 +68,10 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .nest("/auth", auth)
+        .merge(pages::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), pages::render_problems))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TraceLayer::new_for_http())
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -100,14 +109,28 @@ async fn same_origin(State(state): State<AppState>, request: Request, next: Next
     next.run(request).await
 }
 
-async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is nothing at this address")
+/// API clients get the contract's JSON errors under `/auth`; everywhere else a person gets a page.
+fn is_api(uri: &Uri) -> bool {
+    uri.path() == "/auth" || uri.path().starts_with("/auth/")
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this address does not take this method",
-    )
+async fn not_found(uri: Uri) -> Response {
+    if is_api(&uri) {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is nothing at this address").into_response()
+    } else {
+        pages::PageError::NotFound.into_response()
+    }
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    if is_api(&uri) {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this address does not take this method",
+        )
+        .into_response()
+    } else {
+        pages::PageError::MethodNotAllowed.into_response()
+    }
 }

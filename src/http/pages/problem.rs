@@ -1,0 +1,177 @@
+//! When a page cannot be what was asked for: the error type of the page handlers, its mapping from the flow's errors,
+//! and the friendly pages for 400, 403, 404, 405, 429 (with when to try again) and 500. Internal causes are logged
+//! here once and never shown.
+//!
+//! A handler's error becomes a response before it knows the site's name, so it travels as a response extension and
+//! [`render_problems`], which has the state, turns it into the page.
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::templates::{Layout, NotFoundPage, ProblemPage, ServerErrorPage, TooManyAttemptsPage};
+use super::{html, see_other, sentence};
+use crate::flow::FlowError;
+use crate::http::AppState;
+
+#[derive(Debug, Clone)]
+pub enum PageError {
+    NotFound,
+    MethodNotAllowed,
+    /// A form post without a valid anti-forgery token, or from another origin.
+    Forbidden,
+    BadRequest(String),
+    TooManyAttempts {
+        retry_after: i64,
+        message: String,
+    },
+    Internal,
+    /// Not a failure to show: the browser belongs elsewhere (signed out, pending, or its sign-in is too old).
+    Redirect(String),
+}
+
+impl From<FlowError> for PageError {
+    fn from(error: FlowError) -> Self {
+        match error {
+            FlowError::TooManyAttempts { retry_after, message } => Self::TooManyAttempts {
+                retry_after,
+                message: sentence(&message),
+            },
+            FlowError::Unauthenticated | FlowError::NoPendingLogin => Self::Redirect("/login".into()),
+            // The security page explains why and offers to sign in again.
+            FlowError::ReauthenticationRequired => Self::Redirect("/settings/security".into()),
+            FlowError::RegistrationDisabled | FlowError::NoSuchUser(_) => Self::NotFound,
+            FlowError::Store(_) | FlowError::Hash(_) | FlowError::SecretUnreadable => {
+                tracing::error!(error = %error, "request failed");
+                Self::Internal
+            }
+            FlowError::BadRequest(_)
+            | FlowError::UsernameTaken
+            | FlowError::WeakPassword(_)
+            | FlowError::InvalidUsername
+            | FlowError::InvalidCredentials
+            | FlowError::InvalidCode(_) => Self::BadRequest(sentence(&error.to_string())),
+        }
+    }
+}
+
+/// Marks a response whose page [`render_problems`] still has to render.
+#[derive(Clone)]
+struct Problem(PageError);
+
+impl PageError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Redirect(_) => StatusCode::SEE_OTHER,
+        }
+    }
+
+    fn render(self, site_name: &str) -> Response {
+        let status = self.status();
+        let layout = |title: &'static str| Layout::anonymous(site_name, title);
+        match self {
+            Self::Redirect(location) => see_other(&location),
+            Self::NotFound => html(
+                status,
+                &NotFoundPage {
+                    layout: layout("Page not found"),
+                },
+            ),
+            Self::Internal => html(
+                status,
+                &ServerErrorPage {
+                    layout: layout("Something went wrong"),
+                },
+            ),
+            Self::TooManyAttempts { retry_after, message } => {
+                let retry_after = retry_after.max(1);
+                let mut response = html(
+                    status,
+                    &TooManyAttemptsPage {
+                        layout: layout("Too many attempts"),
+                        message,
+                        wait: wait_text(retry_after),
+                    },
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                response
+            }
+            Self::Forbidden => html(
+                status,
+                &ProblemPage {
+                    layout: layout("Form refused"),
+                    message: "This form has expired or was sent from another site, so nothing was changed. Go back, \
+                          reload the page and try again."
+                        .into(),
+                },
+            ),
+            Self::MethodNotAllowed => html(
+                status,
+                &ProblemPage {
+                    layout: layout("Not possible here"),
+                    message: "This address does not take this kind of request.".into(),
+                },
+            ),
+            Self::BadRequest(message) => html(
+                status,
+                &ProblemPage {
+                    layout: layout("That did not work"),
+                    message,
+                },
+            ),
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let mut response = self.status().into_response();
+        response.extensions_mut().insert(Problem(self));
+        response
+    }
+}
+
+/// Renders the page of a [`PageError`] that a handler returned.
+pub async fn render_problems(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    match response.extensions_mut().remove::<Problem>() {
+        Some(Problem(error)) => error.render(&state.web.site_name),
+        None => response,
+    }
+}
+
+/// "about 3 minutes", rounded up, so a person knows whether to wait or come back later.
+fn wait_text(seconds: i64) -> String {
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    if seconds < 60 {
+        plural(seconds, "second")
+    } else if seconds < 2 * 60 * 60 {
+        format!("about {}", plural((seconds + 59) / 60, "minute"))
+    } else {
+        format!("about {}", plural((seconds + 3599) / 3600, "hour"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wait_text;
+
+    #[test]
+    fn waits_are_said_in_words() {
+        assert_eq!(wait_text(1), "1 second");
+        assert_eq!(wait_text(59), "59 seconds");
+        assert_eq!(wait_text(60), "about 1 minute");
+        assert_eq!(wait_text(61), "about 2 minutes");
+        assert_eq!(wait_text(900), "about 15 minutes");
+        assert_eq!(wait_text(86_400), "about 24 hours");
+    }
+}
