@@ -98,16 +98,7 @@ async fn malformed_json_is_a_bad_request_everywhere() {
         refused(&app, "/auth/login", None, JSON, body, 400, "bad_request").await;
         refused(&app, "/auth/register", None, JSON, body, 400, "bad_request").await;
         refused(&app, "/auth/verify-2fa", Some(&pending), JSON, body, 400, "bad_request").await;
-        refused(
-            &app,
-            "/auth/2fa/totp/confirm",
-            Some(&full),
-            JSON,
-            body,
-            400,
-            "bad_request",
-        )
-        .await;
+        refused(&app, "/auth/2fa/totp/confirm", Some(&full), JSON, body, 400, "bad_request").await;
     }
     assert_eq!(pending_failures(&app, &pending).await, 0);
 }
@@ -119,26 +110,14 @@ async fn missing_fields_are_a_bad_request() {
     let user = app.enroll("erin").await;
     let pending = app.pending(&user).await;
     let full = signed_in_with_setup(&app).await;
-    for body in [
-        json!({}),
-        json!({ "username": "alice" }),
-        json!({ "password": PASSWORD }),
-    ] {
+    for body in [json!({}), json!({ "username": "alice" }), json!({ "password": PASSWORD })] {
         refused_json(&app, "/auth/login", None, body.clone(), 400, "bad_request").await;
         refused_json(&app, "/auth/register", None, body, 400, "bad_request").await;
     }
     for body in [json!({}), json!({ "method": "totp" }), json!({ "code": "123456" })] {
         refused_json(&app, "/auth/verify-2fa", Some(&pending), body, 400, "bad_request").await;
     }
-    refused_json(
-        &app,
-        "/auth/2fa/totp/confirm",
-        Some(&full),
-        json!({}),
-        400,
-        "bad_request",
-    )
-    .await;
+    refused_json(&app, "/auth/2fa/totp/confirm", Some(&full), json!({}), 400, "bad_request").await;
     refused_json(
         &app,
         "/auth/2fa/totp/confirm",
@@ -235,22 +214,8 @@ async fn a_body_that_is_not_declared_json_is_unsupported() {
     let user = app.enroll("erin").await;
     let pending = app.pending(&user).await;
     let login = json!({ "username": "alice", "password": PASSWORD }).to_string();
-    for content_type in [
-        "text/plain",
-        "application/x-www-form-urlencoded",
-        "text/json",
-        "application/xml",
-    ] {
-        refused(
-            &app,
-            "/auth/login",
-            None,
-            content_type,
-            login.clone(),
-            415,
-            "unsupported_media_type",
-        )
-        .await;
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", "text/json", "application/xml"] {
+        refused(&app, "/auth/login", None, content_type, login.clone(), 415, "unsupported_media_type").await;
         refused(
             &app,
             "/auth/register",
@@ -262,16 +227,7 @@ async fn a_body_that_is_not_declared_json_is_unsupported() {
         )
         .await;
         let code = json!({ "method": "totp", "code": app.code(&user.secret, 0) }).to_string();
-        refused(
-            &app,
-            "/auth/verify-2fa",
-            Some(&pending),
-            content_type,
-            code,
-            415,
-            "unsupported_media_type",
-        )
-        .await;
+        refused(&app, "/auth/verify-2fa", Some(&pending), content_type, code, 415, "unsupported_media_type").await;
     }
     // A form post of the same fields is refused too (a cross-site form cannot log anyone in).
     refused(
@@ -344,10 +300,7 @@ fn parse_http_answer(bytes: &[u8]) -> Resp {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
-    let body_text = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let body_text = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Resp {
         status,
         headers: Default::default(),
@@ -361,9 +314,7 @@ async fn a_ten_megabyte_login_is_payload_too_large() {
     let app = TestApp::spawn().await;
     app.add_user("alice", PASSWORD).await;
     let password = "p".repeat(10 * 1024 * 1024);
-    let body = json!({ "username": "alice", "password": password })
-        .to_string()
-        .into_bytes();
+    let body = json!({ "username": "alice", "password": password }).to_string().into_bytes();
     assert!(body.len() > 10_000_000);
     let before = app.state_snapshot().await;
 
@@ -555,9 +506,7 @@ async fn malformed_codes_at_confirm_and_remove_change_nothing() {
     let cookie = app.sign_in(&user).await;
     for code in ["12345", "1234567", "abcdef", ""] {
         let before = app.state_snapshot().await;
-        let answer = app
-            .delete("/auth/2fa/totp", Some(&cookie), json!({ "code": code }))
-            .await;
+        let answer = app.delete("/auth/2fa/totp", Some(&cookie), json!({ "code": code })).await;
         answer.assert_error(400, "bad_request");
         assert_eq!(before, app.state_snapshot().await, "DELETE with {code:?}");
     }
