@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::templates::{Layout, NotFoundPage, ProblemPage, ServerErrorPage, TooManyAttemptsPage};
 use super::{html, see_other, sentence};
-use crate::flow::FlowError;
+use crate::flow::{limits, FlowError};
 use crate::http::AppState;
 
 #[derive(Debug, Clone)]
@@ -92,12 +92,14 @@ impl PageError {
             ),
             Self::TooManyAttempts { retry_after, message } => {
                 let retry_after = retry_after.max(1);
+                // A lock that waits for an operator has a nominal Retry-After; a person should not wait for it.
+                let wait = (retry_after < limits::OPERATOR_LOCK_RETRY_AFTER).then(|| wait_text(retry_after));
                 let mut response = html(
                     status,
                     &TooManyAttemptsPage {
                         layout: layout("Too many attempts"),
                         message,
-                        wait: wait_text(retry_after),
+                        wait,
                     },
                 );
                 response

@@ -268,8 +268,12 @@ pub async fn second_step_page(
             Err(_) => see_other(&ReturnTo::carried(return_to.as_ref(), "/login")),
         });
     };
+    // An operator removed the account's factors meanwhile: this sign-in cannot finish, so it starts over.
     let Some(method) = chosen_method(&pending, query.method.as_deref()) else {
-        return Err(PageError::Internal);
+        return Ok(with_cookie(
+            see_other(&LoginNotice::Expired.location(return_to.as_ref())),
+            cookies::cleared_session(&state.web),
+        ));
     };
     Ok(second_step_view(
         &state,
@@ -319,7 +323,10 @@ pub async fn second_step(
         ));
     };
     let Some(method) = chosen_method(&pending, Some(&body.method)) else {
-        return Err(PageError::Internal);
+        return Ok(with_cookie(
+            see_other(&LoginNotice::Expired.location(return_to.as_ref())),
+            cookies::cleared_session(&state.web),
+        ));
     };
     Ok(second_step_view(
         &state,

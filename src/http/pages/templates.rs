@@ -134,8 +134,8 @@ pub struct NotFoundPage {
 pub struct TooManyAttemptsPage {
     pub layout: Layout,
     pub message: String,
-    /// How long to wait, in words.
-    pub wait: String,
+    /// How long to wait, in words; `None` when only an administrator can lift the lock.
+    pub wait: Option<String>,
 }
 
 #[derive(Template)]
