@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{Options, Resp, TestApp, PASSWORD};
-use reqwest::header::{CONTENT_TYPE, COOKIE, ORIGIN, SET_COOKIE};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, ORIGIN, SET_COOKIE};
 
 const SESSION: &str = "twofold_session";
 
@@ -50,6 +50,11 @@ impl<'a> Browser<'a> {
     }
 
     fn request(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        // What Chromium sends when it navigates.
+        let request = request.header(
+            ACCEPT,
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        );
         let cookies: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
         if cookies.is_empty() {
             request
@@ -570,4 +575,27 @@ async fn registration_page_follows_allow_registration() {
 
 fn encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn a_code_sent_twice_does_not_throw_away_the_new_session() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("alice").await;
+    let pending = app.pending(&user).await;
+    let mut browser = Browser::with_session(&app, &pending);
+    let page = browser.get("/login/2fa").await;
+    let token = form_token(&page);
+    let code = app.code(&user.secret, 0);
+    let fields = [
+        ("csrf_token", token.as_str()),
+        ("method", "totp"),
+        ("code", code.as_str()),
+    ];
+    assert_redirect(&browser.post("/login/2fa", &fields).await, "/");
+    // A double-click: the same form again, with the pending cookie it was sent with.
+    let mut second = Browser::with_session(&app, &pending);
+    let late = second.post("/login/2fa", &fields).await;
+    assert_redirect(&late, "/login?notice=expired");
+    assert!(late.set_cookie().is_none(), "the browser's new cookie is left alone");
+    assert_redirect(&browser.get("/login?notice=expired").await, "/");
 }

@@ -34,8 +34,6 @@ pub struct PendingLogin {
     pub username: String,
     /// The methods the account can finish with, in the order [`Method::available_to`] gives.
     pub methods: Vec<Method>,
-    /// Wrong codes this sign-in may still send before it ends.
-    pub tries_left: i64,
 }
 
 /// A valid full session, as the account's owner may see it.
@@ -183,7 +181,6 @@ impl Flow {
         Ok(Some(PendingLogin {
             username: session.username,
             methods: Method::available_to(&user),
-            tries_left: (limits::SECOND_FACTOR.session_tries - session.failed_attempts).max(0),
         }))
     }
 

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -109,28 +109,35 @@ async fn same_origin(State(state): State<AppState>, request: Request, next: Next
     next.run(request).await
 }
 
-/// API clients get the contract's JSON errors under `/auth`; everywhere else a person gets a page.
-fn is_api(uri: &Uri) -> bool {
-    uri.path() == "/auth" || uri.path().starts_with("/auth/")
+/// A person's browser gets a page for an unknown address or method; API clients, and anything under `/auth`, get
+/// the contract's JSON error. Browsers say `Accept: text/html` when they navigate; API clients do not.
+fn wants_page(uri: &Uri, headers: &HeaderMap) -> bool {
+    let api = uri.path() == "/auth" || uri.path().starts_with("/auth/");
+    let html = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains("text/html"));
+    html && !api
 }
 
-async fn not_found(uri: Uri) -> Response {
-    if is_api(&uri) {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is nothing at this address").into_response()
-    } else {
+async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
+    if wants_page(&uri, &headers) {
         pages::PageError::NotFound.into_response()
+    } else {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is nothing at this address").into_response()
     }
 }
 
-async fn method_not_allowed(uri: Uri) -> Response {
-    if is_api(&uri) {
+async fn method_not_allowed(uri: Uri, headers: HeaderMap) -> Response {
+    if wants_page(&uri, &headers) {
+        pages::PageError::MethodNotAllowed.into_response()
+    } else {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "this address does not take this method",
         )
         .into_response()
-    } else {
-        pages::PageError::MethodNotAllowed.into_response()
     }
 }

@@ -165,7 +165,52 @@ fn wait_text(seconds: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::wait_text;
+    use super::*;
+
+    fn shown(error: PageError) -> (StatusCode, Option<String>, String) {
+        let response = error.render("ACME");
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = futures::executor::block_on(axum::body::to_bytes(response.into_body(), usize::MAX)).unwrap();
+        (status, retry_after, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn each_problem_has_its_page() {
+        let (status, _, body) = shown(PageError::Internal);
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body.contains("Something went wrong · ACME") && body.contains("has been logged"));
+        let (status, _, body) = shown(PageError::NotFound);
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("Page not found"));
+        let (status, _, body) = shown(PageError::BadRequest("Nope <b>.".into()));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body.contains("Nope &#60;b&#62;.") || body.contains("Nope &lt;b&gt;."),
+            "escaped: {body}"
+        );
+    }
+
+    #[test]
+    fn too_many_attempts_say_when_to_try_again() {
+        let (status, retry_after, body) = shown(PageError::TooManyAttempts {
+            retry_after: 600,
+            message: "Locked.".into(),
+        });
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(retry_after.as_deref(), Some("600"));
+        assert!(body.contains("about 10 minutes"));
+        let (_, retry_after, body) = shown(PageError::TooManyAttempts {
+            retry_after: limits::OPERATOR_LOCK_RETRY_AFTER,
+            message: "Locked.".into(),
+        });
+        assert!(retry_after.is_some());
+        assert!(body.contains("until an administrator") && !body.contains("about 24 hours"));
+    }
 
     #[test]
     fn waits_are_said_in_words() {

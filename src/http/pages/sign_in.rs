@@ -307,12 +307,9 @@ pub async fn second_step(
         }
         Err(error @ FlowError::InvalidCode(_)) => (StatusCode::UNAUTHORIZED, error),
         Err(error @ FlowError::BadRequest(_)) => (StatusCode::BAD_REQUEST, error),
-        Err(FlowError::NoPendingLogin) => {
-            return Ok(with_cookie(
-                see_other(&LoginNotice::Expired.location(return_to.as_ref())),
-                cookies::cleared_session(&state.web),
-            ))
-        }
+        // The cookie is left alone: when a double-click sent the code twice, the first answer may have set a full
+        // session's cookie, which clearing it here would throw away (the sign-in page sends that one onward).
+        Err(FlowError::NoPendingLogin) => return Ok(see_other(&LoginNotice::Expired.location(return_to.as_ref()))),
         Err(error) => return Err(error.into()),
     };
     // A wrong code can have ended the sign-in (its last try): then it starts over from the password.
