@@ -229,7 +229,10 @@ fn describe(error: figment::Error, file: Option<&Path>) -> ConfigError {
         figment::error::Kind::UnknownField(field, expected) => {
             // Figment does not record the path of an unknown nested key; the keys it expected tell the section.
             let section = if expected.contains(&"gateway") { "sms." } else { "" };
-            format!("unknown key `{section}{field}`{place}. Known keys: {}.", KNOWN_KEYS.join(", "))
+            format!(
+                "unknown key `{section}{field}`{place}. Known keys: {}.",
+                KNOWN_KEYS.join(", ")
+            )
         }
         figment::error::Kind::InvalidType(actual, expected) => {
             let key = error.path.join(".");
