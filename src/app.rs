@@ -13,6 +13,7 @@ use crate::crypto::password::{HashError, PasswordHasher};
 use crate::crypto::{KeyError, Keys};
 use crate::flow::{Flow, FlowSettings};
 use crate::http::{router, AppState, WebSettings};
+use crate::sms::Sender;
 use crate::store::{SqliteStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,8 @@ pub enum StartupError {
     Database { url: String, source: StoreError },
     #[error(transparent)]
     Hash(#[from] HashError),
+    #[error("cannot set up the SMS gateway's HTTP client: {0}")]
+    Sms(String),
 }
 
 fn seconds(duration: Duration) -> i64 {
@@ -48,13 +51,19 @@ async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<(Arc<Flow>, Arc<
     let store: Arc<dyn Store> = Arc::new(store);
     let keys = Arc::new(Keys::load_or_create(&config.secret_key_file)?);
     let hasher = PasswordHasher::new().await?;
+    let sms = config
+        .sms
+        .as_ref()
+        .map(Sender::from_config)
+        .transpose()
+        .map_err(|error| StartupError::Sms(error.to_string()))?;
     let settings = FlowSettings {
         issuer: config.issuer.clone(),
         allow_registration: config.allow_registration,
         session_lifetime_seconds: seconds(config.session_lifetime),
         session_idle_seconds: seconds(config.session_idle_timeout),
     };
-    let flow = Arc::new(Flow::new(store, clock, keys.clone(), hasher, settings));
+    let flow = Arc::new(Flow::new(store, clock, keys.clone(), hasher, sms, settings));
     Ok((flow, keys))
 }
 

@@ -121,6 +121,14 @@ async fn serve(config: Config) -> Result<(), String> {
         database = %config.database_url,
         "Twofold is listening"
     );
+    if matches!(
+        config.sms.as_ref().map(|sms| &sms.gateway),
+        Some(crate::config::SmsGatewayConfig::Console)
+    ) {
+        tracing::warn!(
+            "[sms] gateway = \"console\": SMS codes are written to this log and sent to nobody. For development only."
+        );
+    }
     if config.allow_registration {
         tracing::warn!("allow_registration is on: anyone who can reach this server can create an account");
     }
@@ -143,8 +151,8 @@ async fn user(flow: &Flow, command: UserCommand) -> Result<(), FlowError> {
         UserCommand::List => {
             let users = flow.list_users().await?;
             println!(
-                "{:<32} {:<5} {:>14} {:<20} LAST SIGN-IN",
-                "USERNAME", "TOTP", "RECOVERY CODES", "LOCK"
+                "{:<32} {:<5} {:>14} {:<5} {:<20} LAST SIGN-IN",
+                "USERNAME", "TOTP", "RECOVERY CODES", "SMS", "LOCK"
             );
             for user in users {
                 let lock = match (user.second_factor_failures, user.second_factor_locked_until) {
@@ -157,10 +165,11 @@ async fn user(flow: &Flow, command: UserCommand) -> Result<(), FlowError> {
                     _ => "-".to_owned(),
                 };
                 println!(
-                    "{:<32} {:<5} {:>14} {:<20} {}",
+                    "{:<32} {:<5} {:>14} {:<5} {:<20} {}",
                     user.username,
                     if user.totp { "yes" } else { "no" },
                     user.recovery_codes_left,
+                    if user.sms { "yes" } else { "no" },
                     lock,
                     user.last_login_at.map(timestamp).unwrap_or_else(|| "never".into()),
                 );

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 const ENV_PREFIX: &str = "TWOFOLD_";
 
 /// The keys a config file or the environment may set, and their defaults.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: String,
@@ -27,6 +28,21 @@ struct RawConfig {
     session_lifetime: String,
     session_idle_timeout: String,
     log: String,
+    sms: Option<RawSms>,
+}
+
+/// The `[sms]` section as written. No `Debug`: it holds gateway credentials.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSms {
+    gateway: Option<String>,
+    timeout: Option<String>,
+    url: Option<String>,
+    token: Option<String>,
+    account_sid: Option<String>,
+    auth_token: Option<String>,
+    from: Option<String>,
+    base_url: Option<String>,
 }
 
 impl Default for RawConfig {
@@ -42,6 +58,7 @@ impl Default for RawConfig {
             session_lifetime: "12h".into(),
             session_idle_timeout: "30m".into(),
             log: "info".into(),
+            sms: None,
         }
     }
 }
@@ -57,6 +74,14 @@ const KNOWN_KEYS: &[&str] = &[
     "session_lifetime",
     "session_idle_timeout",
     "log",
+    "sms.gateway",
+    "sms.timeout",
+    "sms.url",
+    "sms.token",
+    "sms.account_sid",
+    "sms.auth_token",
+    "sms.from",
+    "sms.base_url",
 ];
 
 /// A database URL whose `Debug` and `Display` never show a password.
@@ -110,6 +135,8 @@ pub struct Config {
     pub session_lifetime: Duration,
     pub session_idle_timeout: Duration,
     pub log: String,
+    /// The SMS gateway, if SMS codes are offered.
+    pub sms: Option<SmsConfig>,
     /// Environment variables that looked like ours but name no key; logged as warnings once logging is up.
     pub warnings: Vec<String>,
 }
@@ -147,12 +174,12 @@ impl Config {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            let key = key.to_ascii_lowercase();
+            let key = key.to_ascii_lowercase().replace("__", ".");
             if KNOWN_KEYS.contains(&key.as_str()) {
                 ours.push((key, value));
             } else if !key.starts_with("test_") {
                 warnings.push(format!(
-                    "ignoring the environment variable {name}: Twofold has no key `{key}`"
+                    "ignoring the environment variable {name}: Twofold has no key `{key}` (nested keys are joined by __, as in TWOFOLD_SMS__GATEWAY)"
                 ));
             }
         }
@@ -199,8 +226,13 @@ fn parse_env_value(key: &str, value: &str) -> figment::value::Value {
 fn describe(error: figment::Error, file: Option<&Path>) -> ConfigError {
     let place = file.map(|path| format!(" in {}", path.display())).unwrap_or_default();
     let message = match &error.kind {
-        figment::error::Kind::UnknownField(field, _) => {
-            format!("unknown key `{field}`{place}. Known keys: {}.", KNOWN_KEYS.join(", "))
+        figment::error::Kind::UnknownField(field, expected) => {
+            // Figment does not record the path of an unknown nested key; the keys it expected tell the section.
+            let section = if expected.contains(&"gateway") { "sms." } else { "" };
+            format!(
+                "unknown key `{section}{field}`{place}. Known keys: {}.",
+                KNOWN_KEYS.join(", ")
+            )
         }
         figment::error::Kind::InvalidType(actual, expected) => {
             let key = error.path.join(".");
@@ -265,6 +297,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     let session_lifetime = parse_duration("session_lifetime", &raw.session_lifetime)?;
     let session_idle_timeout = parse_duration("session_idle_timeout", &raw.session_idle_timeout)?;
+    let sms = raw.sms.map(validate_sms).transpose()?;
     Ok(Config {
         listen,
         database_url,
@@ -276,8 +309,93 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         session_lifetime,
         session_idle_timeout,
         log: raw.log,
+        sms,
         warnings: Vec::new(),
     })
+}
+
+/// The SMS gateway chosen under `[sms]`.
+#[derive(Clone)]
+pub enum SmsGatewayConfig {
+    /// A generic JSON webhook: `POST url` with `{"to","message"}`, `Authorization: Bearer token` when set.
+    Http { url: Url, token: Option<SecretString> },
+    /// Twilio's Messages API at `base_url`.
+    Twilio {
+        account_sid: String,
+        auth_token: SecretString,
+        from: String,
+        base_url: Url,
+    },
+    /// Writes messages to the log: development only.
+    Console,
+}
+
+impl std::fmt::Debug for SmsGatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Http { url, .. } => write!(f, "Http({url})"),
+            Self::Twilio { base_url, .. } => write!(f, "Twilio({base_url})"),
+            Self::Console => f.write_str("Console"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SmsConfig {
+    pub gateway: SmsGatewayConfig,
+    /// How long one call to the gateway may take.
+    pub timeout: Duration,
+}
+
+const TWILIO_BASE_URL: &str = "https://api.twilio.com";
+
+fn validate_sms(raw: RawSms) -> Result<SmsConfig, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid(message);
+    let required = |value: Option<String>, key: &str, gateway: &str| {
+        value.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            invalid(format!(
+                "[sms] gateway = \"{gateway}\" needs `{key}` (TWOFOLD_SMS__{}).",
+                key.to_ascii_uppercase()
+            ))
+        })
+    };
+    let url = |value: String, key: &str| {
+        Url::parse(value.trim())
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
+            .ok_or_else(|| invalid(format!("[sms] {key} = {value:?} is not an http(s) URL.")))
+    };
+    let timeout = match raw.timeout {
+        None => Duration::from_secs(5),
+        Some(text) => humantime::parse_duration(text.trim())
+            .ok()
+            .filter(|t| !t.is_zero() && *t <= Duration::from_secs(60))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "[sms] timeout = {text:?} is not a duration between 1ms and 60s, such as \"5s\" or \"500ms\"."
+                ))
+            })?,
+    };
+    let gateway = match raw.gateway.as_deref().map(str::trim) {
+        Some("http") => SmsGatewayConfig::Http {
+            url: url(required(raw.url, "url", "http")?, "url")?,
+            token: raw.token.filter(|t| !t.is_empty()).map(SecretString::from),
+        },
+        Some("twilio") => SmsGatewayConfig::Twilio {
+            account_sid: required(raw.account_sid, "account_sid", "twilio")?,
+            auth_token: SecretString::from(required(raw.auth_token, "auth_token", "twilio")?),
+            from: required(raw.from, "from", "twilio")?,
+            base_url: url(raw.base_url.unwrap_or_else(|| TWILIO_BASE_URL.into()), "base_url")?,
+        },
+        Some("console") => SmsGatewayConfig::Console,
+        other => {
+            return Err(invalid(format!(
+                "[sms] gateway = {:?} is not one of \"http\", \"twilio\" or \"console\" (TWOFOLD_SMS__GATEWAY).",
+                other.unwrap_or("")
+            )))
+        }
+    };
+    Ok(SmsConfig { gateway, timeout })
 }
 
 fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
@@ -356,6 +474,39 @@ mod tests {
         assert!(message.contains("unknown key `colour`"), "{message}");
         let missing = Config::load_from(Some(&dir.path().join("nope.toml")), env(&[]));
         assert!(matches!(missing, Err(ConfigError::File { .. })));
+    }
+
+    #[test]
+    fn sms_section_from_environment() {
+        let config = Config::load_from(
+            None,
+            env(&[
+                ("TWOFOLD_SMS__GATEWAY", "twilio"),
+                ("TWOFOLD_SMS__ACCOUNT_SID", "AC123"),
+                ("TWOFOLD_SMS__AUTH_TOKEN", "sekrit"),
+                ("TWOFOLD_SMS__FROM", "+15550001111"),
+                ("TWOFOLD_SMS__TIMEOUT", "500ms"),
+            ]),
+        )
+        .unwrap();
+        let sms = config.sms.expect("sms configured");
+        assert_eq!(sms.timeout, Duration::from_millis(500));
+        assert!(matches!(sms.gateway, SmsGatewayConfig::Twilio { .. }));
+        assert!(!format!("{:?}", sms.gateway).contains("sekrit"));
+        assert!(Config::load_from(None, env(&[])).unwrap().sms.is_none());
+        let bad = |pairs: &[(&str, &str)]| Config::load_from(None, env(pairs)).unwrap_err().to_string();
+        assert!(bad(&[("TWOFOLD_SMS__GATEWAY", "pigeon")]).contains("\"http\""));
+        assert!(bad(&[("TWOFOLD_SMS__GATEWAY", "http")]).contains("needs `url`"));
+        assert!(bad(&[("TWOFOLD_SMS__GATEWAY", "console"), ("TWOFOLD_SMS__TIMEOUT", "0s")]).contains("timeout"));
+    }
+
+    #[test]
+    fn unknown_key_in_sms_section_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twofold.toml");
+        std::fs::write(&path, "[sms]\ngateway = \"console\"\nspeed = 3\n").unwrap();
+        let message = Config::load_from(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(message.contains("unknown key `sms.speed`"), "{message}");
     }
 
     #[test]

@@ -14,4 +14,5 @@ pub mod crypto;
 pub mod flow;
 pub mod http;
 pub mod otp;
+pub mod sms;
 pub mod store;

@@ -17,6 +17,9 @@ pub enum Event {
     TotpConfirm,
     TotpRemove,
     RecoveryCodesRegenerate,
+    SmsSend,
+    SmsSetup,
+    SmsConfirm,
     UserAdd,
     UserDelete,
     UserReset2fa,
@@ -34,6 +37,9 @@ impl Event {
             Self::TotpConfirm => "totp_confirm",
             Self::TotpRemove => "totp_remove",
             Self::RecoveryCodesRegenerate => "recovery_codes_regenerate",
+            Self::SmsSend => "sms_send",
+            Self::SmsSetup => "sms_setup",
+            Self::SmsConfirm => "sms_confirm",
             Self::UserAdd => "user_add",
             Self::UserDelete => "user_delete",
             Self::UserReset2fa => "user_reset_2fa",
@@ -58,6 +64,10 @@ pub enum Outcome {
     LockEngaged,
     NoPendingLogin,
     Refused,
+    /// The SMS gateway could not be reached or failed (timeouts, connection errors, 5xx) on every try.
+    GatewayUnavailable,
+    /// The SMS gateway refused the message (4xx).
+    GatewayRefused,
 }
 
 impl Outcome {
@@ -73,6 +83,8 @@ impl Outcome {
             Self::LockEngaged => "lock_engaged",
             Self::NoPendingLogin => "no_pending_login",
             Self::Refused => "refused",
+            Self::GatewayUnavailable => "gateway_unavailable",
+            Self::GatewayRefused => "gateway_refused",
         }
     }
 }

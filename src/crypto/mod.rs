@@ -39,6 +39,7 @@ pub struct Keys {
     sealing: XChaCha20Poly1305,
     recovery_codes: [u8; KEY_BYTES],
     form_tokens: [u8; KEY_BYTES],
+    sms_codes: [u8; KEY_BYTES],
 }
 
 impl std::fmt::Debug for Keys {
@@ -97,6 +98,7 @@ impl Keys {
             sealing: XChaCha20Poly1305::new(&derive(master, b"twofold seal v1").into()),
             recovery_codes: derive(master, b"twofold recovery codes v1"),
             form_tokens: derive(master, b"twofold form tokens v1"),
+            sms_codes: derive(master, b"twofold sms codes v1"),
         }
     }
 
@@ -134,10 +136,12 @@ impl Keys {
 
     /// HMAC-SHA-256 of a normalised recovery code: what the database stores instead of the code.
     pub fn recovery_code_digest(&self, normalised_code: &str) -> Vec<u8> {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.recovery_codes)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(normalised_code.as_bytes());
-        mac.finalize().into_bytes().to_vec()
+        mac(&self.recovery_codes, &[normalised_code.as_bytes()])
+    }
+
+    /// HMAC-SHA-256 of an SMS code bound to its user: six digits have too few values to store plainly hashed.
+    pub fn sms_code_digest(&self, user: i64, code: &str) -> Vec<u8> {
+        mac(&self.sms_codes, &[&user.to_be_bytes(), code.as_bytes()])
     }
 
     /// The anti-forgery token a page puts in its forms: HMAC-SHA-256 over `binding`, base64url. The binding is
@@ -163,11 +167,19 @@ impl Keys {
     }
 }
 
-fn derive(master: &[u8; KEY_BYTES], label: &[u8]) -> [u8; KEY_BYTES] {
+fn mac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut mac =
-        <HmacSha256 as Mac>::new_from_slice(master).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(label);
-    mac.finalize().into_bytes().into()
+        <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn derive(master: &[u8; KEY_BYTES], label: &[u8]) -> [u8; KEY_BYTES] {
+    let mut key = [0u8; KEY_BYTES];
+    key.copy_from_slice(&mac(master, &[label]));
+    key
 }
 
 /// A session token: 32 random bytes, sent to the client as unpadded base64url in the cookie. The database only ever

@@ -1,6 +1,6 @@
 //! Every number that bounds a login, in one place. The README's security section quotes these.
 
-use crate::store::{AttemptPolicy, ThrottleKey};
+use crate::store::{AttemptPolicy, SmsSendPolicy, ThrottleKey};
 
 /// How long a pending session (password checked, second factor outstanding) lives.
 pub const PENDING_SESSION_SECONDS: i64 = 5 * 60;
@@ -19,6 +19,14 @@ pub const SECOND_FACTOR: AttemptPolicy = AttemptPolicy {
     lock_every: 10,
     lock_seconds: 15 * 60,
     hard_cap: 100,
+};
+
+/// SMS codes live 5 minutes; each user gets at most one send per 30 seconds and 5 per hour, enrolment sends
+/// included. A send the gateway did not accept counts toward neither limit.
+pub const SMS_CODE_SECONDS: i64 = 5 * 60;
+pub const SMS_SENDS: SmsSendPolicy = SmsSendPolicy {
+    min_interval_seconds: 30,
+    per_hour: 5,
 };
 
 /// What `Retry-After` says while the second factor waits for an operator.

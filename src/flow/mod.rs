@@ -15,10 +15,12 @@ mod account;
 pub mod limits;
 mod second_factor;
 mod session;
+mod sms;
 
 pub use account::UserOverview;
 pub use second_factor::{SecondFactorStatus, TotpSetup};
 pub use session::{LoginOutcome, Notice, PendingLogin, SessionView};
+pub use sms::SmsSent;
 
 use std::sync::Arc;
 
@@ -28,6 +30,7 @@ use crate::audit::{AuditEvent, Event, Outcome, Requester};
 use crate::clock::Clock;
 use crate::crypto::password::{HashError, PasswordHasher, WeakPassword};
 use crate::crypto::Keys;
+use crate::sms::Sender;
 use crate::store::{Store, StoreError, User, UserId};
 
 /// Settings the flow needs from the configuration.
@@ -74,6 +77,10 @@ pub enum FlowError {
     Hash(#[from] HashError),
     #[error("a stored secret could not be opened with this server's key (was secret_key_file replaced?)")]
     SecretUnreadable,
+    #[error("a phone number is written in international form: + and the country code, e.g. +15551234567")]
+    InvalidPhone,
+    #[error("{0}")]
+    SmsUnavailable(String),
     #[error("no such user: {0}")]
     NoSuchUser(String),
 }
@@ -106,6 +113,7 @@ impl Username {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Totp,
+    Sms,
     RecoveryCode,
 }
 
@@ -113,6 +121,7 @@ impl Method {
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "totp" => Some(Self::Totp),
+            "sms" => Some(Self::Sms),
             "recovery_code" => Some(Self::RecoveryCode),
             _ => None,
         }
@@ -121,6 +130,7 @@ impl Method {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Totp => "totp",
+            Self::Sms => "sms",
             Self::RecoveryCode => "recovery_code",
         }
     }
@@ -130,9 +140,12 @@ impl Method {
         let mut methods = Vec::new();
         if user.totp_secret.is_some() {
             methods.push(Self::Totp);
-            if user.recovery_codes_left > 0 {
-                methods.push(Self::RecoveryCode);
-            }
+        }
+        if user.sms_phone.is_some() {
+            methods.push(Self::Sms);
+        }
+        if !methods.is_empty() && user.recovery_codes_left > 0 {
+            methods.push(Self::RecoveryCode);
         }
         methods
     }
@@ -144,6 +157,8 @@ pub struct Flow {
     clock: Arc<dyn Clock>,
     keys: Arc<Keys>,
     hasher: PasswordHasher,
+    /// `None` when no SMS gateway is configured: SMS is then not offered.
+    sms: Option<Sender>,
     settings: FlowSettings,
 }
 
@@ -153,6 +168,7 @@ impl Flow {
         clock: Arc<dyn Clock>,
         keys: Arc<Keys>,
         hasher: PasswordHasher,
+        sms: Option<Sender>,
         settings: FlowSettings,
     ) -> Self {
         Self {
@@ -160,6 +176,7 @@ impl Flow {
             clock,
             keys,
             hasher,
+            sms,
             settings,
         }
     }
@@ -213,6 +230,10 @@ impl Flow {
 
     fn totp_context(user: UserId) -> String {
         format!("totp:{}", user.0)
+    }
+
+    fn phone_context(user: UserId) -> String {
+        format!("phone:{}", user.0)
     }
 
     fn open_totp_secret(&self, user: UserId, sealed: &[u8]) -> FlowResult<Vec<u8>> {

@@ -13,6 +13,7 @@ use crate::store::{AttemptClaim, LoginCompletion, NewSession, Proof, SessionId, 
 /// A code as typed, parsed for its method.
 enum TypedCode {
     Totp(SixDigitCode),
+    Sms(SixDigitCode),
     Recovery(RecoveryCode),
 }
 
@@ -24,6 +25,7 @@ impl TypedCode {
     fn parse(method: Method, raw: &str) -> FlowResult<Self> {
         match method {
             Method::Totp => six_digits(raw).map(Self::Totp),
+            Method::Sms => six_digits(raw).map(Self::Sms),
             Method::RecoveryCode => RecoveryCode::parse(raw)
                 .map(Self::Recovery)
                 .ok_or_else(|| FlowError::BadRequest("a recovery code looks like XXXX-XXXX-XXXX-XXXX".into())),
@@ -40,20 +42,22 @@ pub struct TotpSetup {
 }
 
 /// The account's second factors, as its owner sees them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SecondFactorStatus {
     pub totp: bool,
+    /// The active phone, masked (`+1•••••67`).
+    pub sms_phone: Option<String>,
     pub recovery_codes_left: i64,
 }
 
 /// One code check: whose, from which pending session (none outside a login), and how to audit it.
-struct Check<'a> {
-    user: &'a User,
-    pending: Option<SessionId>,
-    who: &'a Requester,
-    flow: Option<&'a str>,
-    event: Event,
-    method: Method,
+pub(super) struct Check<'a> {
+    pub(super) user: &'a User,
+    pub(super) pending: Option<SessionId>,
+    pub(super) who: &'a Requester,
+    pub(super) flow: Option<&'a str>,
+    pub(super) event: Event,
+    pub(super) method: Method,
 }
 
 impl Check<'_> {
@@ -64,7 +68,7 @@ impl Check<'_> {
 
 /// Why a claimed attempt failed; decides the audit outcome and the notices.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Failure {
+pub(super) enum Failure {
     Wrong,
     Replay,
 }
@@ -80,7 +84,7 @@ impl Flow {
         who: &Requester,
     ) -> FlowResult<SessionToken> {
         let method = Method::parse(method)
-            .ok_or_else(|| FlowError::BadRequest("method must be \"totp\" or \"recovery_code\"".into()))?;
+            .ok_or_else(|| FlowError::BadRequest("method must be \"totp\", \"sms\" or \"recovery_code\"".into()))?;
         let code = TypedCode::parse(method, code)?;
         let Some(pending) = self.pending_session(token).await? else {
             self.audit(
@@ -117,6 +121,7 @@ impl Flow {
                 Some(step) => Proof::TotpStep(step),
                 None => return self.fail(&check, Failure::Wrong, account_failures).await,
             },
+            TypedCode::Sms(code) => Proof::SmsCode(self.keys.sms_code_digest(user.id.0, code.as_str())),
             TypedCode::Recovery(code) => Proof::RecoveryCode(self.keys.recovery_code_digest(code.as_str())),
         };
         let new_token = SessionToken::generate();
@@ -165,7 +170,7 @@ impl Flow {
 
     /// Claims one code check for the account (and the pending session, if any). `Ok(Ok(failures))` when granted,
     /// with the account's consecutive failures counting this attempt.
-    async fn claim(&self, check: &Check<'_>) -> FlowResult<Result<i64, FlowError>> {
+    pub(super) async fn claim(&self, check: &Check<'_>) -> FlowResult<Result<i64, FlowError>> {
         let now = self.now_unix();
         let claim = self
             .store
@@ -196,7 +201,7 @@ impl Flow {
     }
 
     /// Records a failed check and builds the answer, with the tries a pending session has left.
-    async fn fail<T>(&self, check: &Check<'_>, failure: Failure, account_failures: i64) -> FlowResult<T> {
+    pub(super) async fn fail<T>(&self, check: &Check<'_>, failure: Failure, account_failures: i64) -> FlowResult<T> {
         let policy = &limits::SECOND_FACTOR;
         let replay = failure == Failure::Replay;
         let left = self
@@ -238,6 +243,7 @@ impl Flow {
         let user = self.signed_in_user(view.user_id).await?;
         Ok(SecondFactorStatus {
             totp: user.totp_secret.is_some(),
+            sms_phone: self.masked_phone(&user)?,
             recovery_codes_left: user.recovery_codes_left,
         })
     }

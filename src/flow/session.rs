@@ -107,10 +107,16 @@ impl Flow {
         let user = self.store.user_by_name(username.as_str()).await?;
         let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
         let valid = self.hasher.verify(password, stored_hash).await?;
-        let Some(user) = user.filter(|_| valid) else {
-            self.audit(Event::Login, Outcome::InvalidCredentials, who, None, None, None)
-                .await?;
-            return Err(FlowError::InvalidCredentials);
+        let user = match user {
+            Some(user) if valid => user,
+            other => {
+                // The account is named when it exists (the trail is for operators, not for the client); a name
+                // that matches no account is not written, as people sometimes type their password into that field.
+                let subject = other.as_ref().map(|user| (user.id, user.username.as_str()));
+                self.audit(Event::Login, Outcome::InvalidCredentials, who, subject, None, None)
+                    .await?;
+                return Err(FlowError::InvalidCredentials);
+            }
         };
         self.store.refund_password_attempt(&throttle).await?;
         let methods = Method::available_to(&user);

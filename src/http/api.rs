@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use super::error::ApiError;
 use super::extract::{ApiJson, Client, SessionCookie};
 use super::{cookies, AppState};
-use crate::flow::{limits, LoginOutcome, Method};
+use crate::flow::{limits, LoginOutcome, Method, SmsSent};
 
 /// Username and password. No `Debug`: it would print the password.
 #[derive(Deserialize)]
@@ -29,6 +29,11 @@ pub struct SecondFactorCode {
 #[derive(Deserialize)]
 pub struct Code {
     code: String,
+}
+
+#[derive(Deserialize)]
+pub struct Phone {
+    phone: String,
 }
 
 fn with_cookie(cookie: HeaderValue, status: StatusCode, body: Value) -> Response {
@@ -124,7 +129,7 @@ pub async fn second_factor_status(
     let status = state.flow.second_factor_status(token.as_ref()).await?;
     Ok(Json(json!({
         "totp": status.totp,
-        "sms": null,
+        "sms": status.sms_phone.map(|phone| json!({ "phone": phone })),
         "recovery_codes_left": status.recovery_codes_left,
     })))
 }
@@ -168,5 +173,40 @@ pub async fn regenerate_recovery_codes(
     SessionCookie(token): SessionCookie,
 ) -> Result<Json<Value>, ApiError> {
     let codes = state.flow.regenerate_recovery_codes(token.as_ref(), &who).await?;
+    Ok(Json(json!({ "recovery_codes": codes })))
+}
+
+fn sms_sent(sent: SmsSent) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "expires_in": sent.expires_in, "resend_after": sent.resend_after })),
+    )
+        .into_response()
+}
+
+pub async fn send_login_sms(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+) -> Result<Response, ApiError> {
+    Ok(sms_sent(state.flow.send_login_sms(token.as_ref(), &who).await?))
+}
+
+pub async fn sms_setup(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+    ApiJson(body): ApiJson<Phone>,
+) -> Result<Response, ApiError> {
+    Ok(sms_sent(state.flow.sms_setup(token.as_ref(), &body.phone, &who).await?))
+}
+
+pub async fn sms_confirm(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+    ApiJson(body): ApiJson<Code>,
+) -> Result<Json<Value>, ApiError> {
+    let codes = state.flow.sms_confirm(token.as_ref(), &body.code, &who).await?;
     Ok(Json(json!({ "recovery_codes": codes })))
 }

@@ -53,6 +53,8 @@ impl From<FlowError> for ApiError {
             FlowError::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated"),
             FlowError::ReauthenticationRequired => (S::UNAUTHORIZED, "reauthentication_required"),
             FlowError::NoSuchUser(_) => (S::NOT_FOUND, "not_found"),
+            FlowError::InvalidPhone => (S::BAD_REQUEST, "invalid_phone"),
+            FlowError::SmsUnavailable(_) => (S::SERVICE_UNAVAILABLE, "sms_gateway_unavailable"),
             FlowError::Store(_) | FlowError::Hash(_) | FlowError::SecretUnreadable => {
                 tracing::error!(error = %error, "request failed");
                 return Self::new(

@@ -27,27 +27,35 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as JSON with Content-Type: application/json",
-            )),
+        let value = match axum::Json::<serde_json::Value>::from_request(request, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the body as JSON with Content-Type: application/json",
+                ))
+            }
             Err(JsonRejection::BytesRejection(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::new(
+                return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
                     "the request body is too large",
                 ))
             }
-            Err(JsonRejection::JsonSyntaxError(_)) => Err(ApiError::bad_request("the request body is not valid JSON")),
-            // Serde's text can quote the offending value (a password, a code), so it is not passed on.
-            Err(JsonRejection::JsonDataError(_)) => Err(ApiError::bad_request(
-                "the request body misses a field or has a field of the wrong type",
-            )),
-            Err(_) => Err(ApiError::bad_request("the request body could not be read")),
+            Err(JsonRejection::JsonSyntaxError(_) | JsonRejection::JsonDataError(_)) => {
+                return Err(ApiError::bad_request("the request body is not valid JSON"))
+            }
+            Err(_) => return Err(ApiError::bad_request("the request body could not be read")),
+        };
+        // Serde reads a struct from an array by position too; the contract's bodies are objects, nothing else.
+        if !value.is_object() {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
         }
+        // Serde's text can quote the offending value (a password, a code), so it is not passed on.
+        serde_json::from_value(value)
+            .map(Self)
+            .map_err(|_| ApiError::bad_request("the request body misses a field or has a field of the wrong type"))
     }
 }
 

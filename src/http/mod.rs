@@ -14,12 +14,14 @@ pub use error::ApiError;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
+use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -28,6 +30,10 @@ use crate::flow::Flow;
 
 /// Bodies above this are refused with 413 before they are parsed.
 const BODY_LIMIT_BYTES: usize = 16 * 1024;
+
+/// A request (body included) that takes longer than this is answered 408, so a client that trickles its body
+/// cannot hold a connection and its task forever.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What the HTTP layer needs besides the flow.
 #[derive(Debug, Clone)]
@@ -61,6 +67,9 @@ pub fn router(state: AppState) -> Router {
         .route("/2fa/totp/confirm", post(api::totp_confirm))
         .route("/2fa/totp", delete(api::totp_remove))
         .route("/2fa/recovery-codes", post(api::regenerate_recovery_codes))
+        .route("/2fa/sms/send", post(api::send_login_sms))
+        .route("/2fa/sms/setup", post(api::sms_setup))
+        .route("/2fa/sms/confirm", post(api::sms_confirm))
         .route_layer(middleware::from_fn_with_state(state.clone(), same_origin))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
@@ -73,6 +82,17 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), pages::render_problems))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        "the request took too long to arrive",
+                    )
+                }))
+                .timeout(REQUEST_TIMEOUT),
+        )
         .layer(TraceLayer::new_for_http())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -42,6 +42,8 @@ pub struct User {
     pub totp_secret: Option<Vec<u8>>,
     pub totp_pending_secret: Option<Vec<u8>>,
     pub totp_last_step: Option<i64>,
+    pub sms_phone: Option<Vec<u8>>,
+    pub sms_pending_phone: Option<Vec<u8>>,
     pub second_factor_failures: i64,
     pub second_factor_locked_until: Option<i64>,
     pub last_login_at: Option<i64>,
@@ -54,6 +56,7 @@ impl std::fmt::Debug for User {
             .field("id", &self.id)
             .field("username", &self.username)
             .field("totp", &self.totp_secret.is_some())
+            .field("sms", &self.sms_phone.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -160,6 +163,48 @@ pub enum Proof {
     TotpStep(i64),
     /// The keyed digest of a recovery code; accepted only if it is unused.
     RecoveryCode(Vec<u8>),
+    /// The keyed digest of an SMS code; accepted only if it was sent to this pending session and is unexpired.
+    SmsCode(Vec<u8>),
+}
+
+/// What an SMS code is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmsPurpose {
+    Login,
+    Enroll,
+}
+
+impl SmsPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Enroll => "enroll",
+        }
+    }
+}
+
+/// The per-user limits on SMS sends.
+#[derive(Debug, Clone, Copy)]
+pub struct SmsSendPolicy {
+    pub min_interval_seconds: i64,
+    pub per_hour: i64,
+}
+
+/// A send counted against the limits before the gateway is called; released if the gateway does not accept it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendSlot(pub i64);
+
+/// An SMS code the gateway accepted, to be stored (replacing the user's older code of the same purpose).
+#[derive(Debug, Clone)]
+pub struct NewSmsCode {
+    pub user_id: UserId,
+    pub purpose: SmsPurpose,
+    pub session: Option<SessionId>,
+    pub digest: Vec<u8>,
+    pub now: i64,
+    pub expires_at: i64,
+    /// For an enrolment: the sealed number being confirmed.
+    pub pending_phone: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +235,7 @@ pub struct UserSummary {
     pub username: String,
     pub created_at: i64,
     pub totp: bool,
+    pub sms: bool,
     pub recovery_codes_left: i64,
     pub second_factor_failures: i64,
     pub second_factor_locked_until: Option<i64>,
@@ -226,6 +272,27 @@ pub trait Store: Send + Sync + 'static {
     /// Records `step` as used (if later than the last one) and removes the authenticator with the recovery codes.
     /// False when the step was already used.
     async fn remove_totp(&self, id: UserId, step: i64) -> StoreResult<bool>;
+
+    // SMS.
+    /// Counts a send if the user is within the limits (all instances share them); else when to try again.
+    async fn reserve_sms_send(
+        &self,
+        id: UserId,
+        policy: &SmsSendPolicy,
+        now: i64,
+    ) -> StoreResult<Result<SendSlot, Throttled>>;
+    /// Un-counts a send the gateway did not accept.
+    async fn release_sms_send(&self, slot: SendSlot) -> StoreResult<()>;
+    async fn store_sms_code(&self, code: &NewSmsCode) -> StoreResult<()>;
+    /// Consumes the enrolment code with this digest (if unexpired) and makes the pending phone the active one,
+    /// storing `recovery_codes` as the new set when given. False if no such code.
+    async fn activate_sms(
+        &self,
+        id: UserId,
+        digest: &[u8],
+        recovery_codes: Option<&[Vec<u8>]>,
+        now: i64,
+    ) -> StoreResult<bool>;
 
     // Recovery codes.
     async fn replace_recovery_codes(&self, id: UserId, digests: &[Vec<u8>], now: i64) -> StoreResult<()>;

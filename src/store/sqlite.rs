@@ -13,7 +13,7 @@ use super::*;
 use crate::audit::AuditEvent;
 
 const USER_COLUMNS: &str = "id, username, password_hash, created_at, totp_secret, totp_pending_secret, \
-     totp_last_step, second_factor_failures, second_factor_locked_until, last_login_at, \
+     totp_last_step, sms_phone, sms_pending_phone, second_factor_failures, second_factor_locked_until, last_login_at, \
      (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) AS recovery_codes_left";
 
 const SESSION_COLUMNS: &str = "s.id, s.user_id, u.username, s.state, s.flow_id, s.created_at, s.expires_at, \
@@ -132,7 +132,7 @@ impl Store for SqliteStore {
 
     async fn list_users(&self) -> StoreResult<Vec<UserSummary>> {
         Ok(sqlx::query_as(
-            "SELECT username, created_at, totp_secret IS NOT NULL AS totp, \
+            "SELECT username, created_at, totp_secret IS NOT NULL AS totp, sms_phone IS NOT NULL AS sms, \
                  (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) \
                      AS recovery_codes_left, \
                  second_factor_failures, second_factor_locked_until, last_login_at \
@@ -154,13 +154,18 @@ impl Store for SqliteStore {
         let mut tx = self.write().await?;
         sqlx::query(
             "UPDATE users SET totp_secret = NULL, totp_enrolled_at = NULL, totp_pending_secret = NULL, \
-                 totp_pending_at = NULL, second_factor_failures = 0, second_factor_locked_until = NULL \
+                 totp_pending_at = NULL, sms_phone = NULL, sms_enrolled_at = NULL, sms_pending_phone = NULL, \
+                 second_factor_failures = 0, second_factor_locked_until = NULL \
              WHERE id = $1",
         )
         .bind(id)
         .execute(&mut *tx)
         .await?;
         insert_recovery_codes(&mut tx, id, &[], 0).await?;
+        sqlx::query("DELETE FROM sms_codes WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -235,7 +240,123 @@ impl Store for SqliteStore {
             return Ok(false);
         }
         // Without a second factor, recovery codes would be a way in that nothing asks for.
-        insert_recovery_codes(&mut tx, id, &[], 0).await?;
+        sqlx::query(
+            "DELETE FROM recovery_codes WHERE user_id = $1 \
+             AND (SELECT sms_phone FROM users WHERE id = $1) IS NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn reserve_sms_send(
+        &self,
+        id: UserId,
+        policy: &SmsSendPolicy,
+        now: i64,
+    ) -> StoreResult<Result<SendSlot, Throttled>> {
+        let mut tx = self.write().await?;
+        let hour_ago = now - 3600;
+        sqlx::query("DELETE FROM sms_sends WHERE user_id = $1 AND sent_at <= $2")
+            .bind(id)
+            .bind(hour_ago)
+            .execute(&mut *tx)
+            .await?;
+        let (count, latest, oldest): (i64, Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT COUNT(*), MAX(sent_at), MIN(sent_at) FROM sms_sends WHERE user_id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let too_soon = latest
+            .map(|at| at + policy.min_interval_seconds - now)
+            .filter(|wait| *wait > 0);
+        let too_many = (count >= policy.per_hour).then(|| oldest.map_or(3600, |at| at + 3600 - now));
+        if let Some(wait) = too_soon.or(too_many) {
+            tx.rollback().await?;
+            return Ok(Err(Throttled {
+                retry_after: wait.max(1),
+            }));
+        }
+        let slot: i64 = sqlx::query_scalar("INSERT INTO sms_sends (user_id, sent_at) VALUES ($1, $2) RETURNING id")
+            .bind(id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Ok(SendSlot(slot)))
+    }
+
+    async fn release_sms_send(&self, slot: SendSlot) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sms_sends WHERE id = $1")
+            .bind(slot.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn store_sms_code(&self, code: &NewSmsCode) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO sms_codes (user_id, purpose, session_id, digest, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (user_id, purpose) DO UPDATE SET session_id = excluded.session_id, \
+                 digest = excluded.digest, created_at = excluded.created_at, expires_at = excluded.expires_at",
+        )
+        .bind(code.user_id)
+        .bind(code.purpose.as_str())
+        .bind(code.session)
+        .bind(&code.digest)
+        .bind(code.now)
+        .bind(code.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(phone) = &code.pending_phone {
+            sqlx::query("UPDATE users SET sms_pending_phone = $1 WHERE id = $2")
+                .bind(phone)
+                .bind(code.user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn activate_sms(
+        &self,
+        id: UserId,
+        digest: &[u8],
+        recovery_codes: Option<&[Vec<u8>]>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let consumed = sqlx::query(
+            "DELETE FROM sms_codes WHERE user_id = $1 AND purpose = 'enroll' AND digest = $2 AND expires_at > $3",
+        )
+        .bind(id)
+        .bind(digest)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if consumed.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let activated = sqlx::query(
+            "UPDATE users SET sms_phone = sms_pending_phone, sms_pending_phone = NULL, sms_enrolled_at = $1, \
+                 second_factor_failures = 0, second_factor_locked_until = NULL \
+             WHERE id = $2 AND sms_pending_phone IS NOT NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if activated.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(digests) = recovery_codes {
+            insert_recovery_codes(&mut tx, id, digests, now).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -367,6 +488,18 @@ impl Store for SqliteStore {
                 .bind(full.now)
                 .bind(full.user_id)
                 .bind(digest)
+                .execute(&mut *tx)
+                .await?
+            }
+            Proof::SmsCode(digest) => {
+                sqlx::query(
+                    "DELETE FROM sms_codes WHERE user_id = $1 AND purpose = 'login' AND session_id = $2 \
+                         AND digest = $3 AND expires_at > $4",
+                )
+                .bind(full.user_id)
+                .bind(pending)
+                .bind(digest)
+                .bind(full.now)
                 .execute(&mut *tx)
                 .await?
             }

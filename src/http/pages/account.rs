@@ -98,6 +98,7 @@ fn layout(state: &AppState, form: &FormToken, view: &SessionView, title: &'stati
 fn factor_name(factor: Option<&str>) -> &'static str {
     match factor.and_then(Method::parse) {
         Some(Method::Totp) => "Authenticator app",
+        Some(Method::Sms) => "Text message (SMS)",
         Some(Method::RecoveryCode) => "Recovery code",
         None => "None (password only)",
     }

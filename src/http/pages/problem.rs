@@ -27,6 +27,8 @@ pub enum PageError {
         message: String,
     },
     Internal,
+    /// A service Twofold depends on (the SMS gateway) failed; the message says what to do instead.
+    Unavailable(String),
     /// Not a failure to show: the browser belongs elsewhere (signed out, pending, or its sign-in is too old).
     Redirect(String),
 }
@@ -51,7 +53,9 @@ impl From<FlowError> for PageError {
             | FlowError::WeakPassword(_)
             | FlowError::InvalidUsername
             | FlowError::InvalidCredentials
-            | FlowError::InvalidCode(_) => Self::BadRequest(sentence(&error.to_string())),
+            | FlowError::InvalidCode(_)
+            | FlowError::InvalidPhone => Self::BadRequest(sentence(&error.to_string())),
+            FlowError::SmsUnavailable(_) => Self::Unavailable(sentence(&error.to_string())),
         }
     }
 }
@@ -69,6 +73,7 @@ impl PageError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Redirect(_) => StatusCode::SEE_OTHER,
         }
     }
@@ -121,6 +126,13 @@ impl PageError {
                 &ProblemPage {
                     layout: layout("Not possible here"),
                     message: "This address does not take this kind of request.".into(),
+                },
+            ),
+            Self::Unavailable(message) => html(
+                status,
+                &ProblemPage {
+                    layout: layout("Not available right now"),
+                    message,
                 },
             ),
             Self::BadRequest(message) => html(

@@ -208,6 +208,7 @@ pub async fn login(
 fn method_label(method: Method) -> &'static str {
     match method {
         Method::Totp => "Use your authenticator app",
+        Method::Sms => "Get a code by text message",
         Method::RecoveryCode => "Use a recovery code",
     }
 }

@@ -1,0 +1,273 @@
+//! SMS codes: sending one to a pending sign-in, and enrolling a phone. A code is stored only after the gateway
+//! accepted it, and a send it did not accept counts toward no limit, so an outage leaves nothing half-written.
+
+use super::second_factor::{Check, Failure};
+use super::{limits, Flow, FlowError, FlowResult, Method};
+use crate::audit::{Event, Outcome, Requester};
+use crate::crypto::SessionToken;
+use crate::otp::{self, RecoveryCode, SixDigitCode};
+use crate::sms::{PhoneNumber, Sender, SmsError};
+use crate::store::{NewSmsCode, SessionId, SmsPurpose, User, UserId};
+
+/// A code is on its way.
+#[derive(Debug, Clone, Copy)]
+pub struct SmsSent {
+    pub expires_in: i64,
+    pub resend_after: i64,
+}
+
+/// One send: to whom, why, and for which pending sign-in.
+struct Send<'a> {
+    user: &'a User,
+    phone: &'a PhoneNumber,
+    purpose: SmsPurpose,
+    session: Option<SessionId>,
+    pending_phone: Option<Vec<u8>>,
+    event: Event,
+    flow: Option<&'a str>,
+    who: &'a Requester,
+}
+
+impl Flow {
+    fn sender(&self) -> FlowResult<&Sender> {
+        self.sms
+            .as_ref()
+            .ok_or_else(|| FlowError::SmsUnavailable("SMS codes are not set up on this server".into()))
+    }
+
+    fn open_phone(&self, user: UserId, sealed: &[u8]) -> FlowResult<PhoneNumber> {
+        self.keys
+            .open(&Self::phone_context(user), sealed)
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| PhoneNumber::parse(&text))
+            .ok_or(FlowError::SecretUnreadable)
+    }
+
+    /// The masked number of the user's active phone, for showing back to them.
+    pub(super) fn masked_phone(&self, user: &User) -> FlowResult<Option<String>> {
+        user.sms_phone
+            .as_deref()
+            .map(|sealed| self.open_phone(user.id, sealed).map(|phone| phone.masked()))
+            .transpose()
+    }
+
+    /// Sends a sign-in code to the phone of the pending session's account.
+    pub async fn send_login_sms(&self, token: Option<&SessionToken>, who: &Requester) -> FlowResult<SmsSent> {
+        let Some(pending) = self.pending_session(token).await? else {
+            self.audit(
+                Event::SmsSend,
+                Outcome::NoPendingLogin,
+                who,
+                None,
+                None,
+                Some(Method::Sms),
+            )
+            .await?;
+            return Err(FlowError::NoPendingLogin);
+        };
+        let user = self
+            .store
+            .user_by_id(pending.user_id)
+            .await?
+            .ok_or(FlowError::NoPendingLogin)?;
+        let flow = Some(pending.flow_id.as_str());
+        let Some(sealed) = user.sms_phone.as_deref() else {
+            return Err(FlowError::BadRequest("this account has no phone for SMS codes".into()));
+        };
+        // A locked second factor would refuse the code anyway; don't pay for a text message nobody can use.
+        let now = self.now_unix();
+        let policy = &limits::SECOND_FACTOR;
+        let locked_until = match user.second_factor_locked_until {
+            _ if user.second_factor_failures >= policy.hard_cap => Some(now + limits::OPERATOR_LOCK_RETRY_AFTER),
+            Some(until) if until > now => Some(until),
+            _ => None,
+        };
+        if let Some(until) = locked_until {
+            self.audit(
+                Event::SmsSend,
+                Outcome::Locked,
+                who,
+                Some((user.id, &user.username)),
+                flow,
+                Some(Method::Sms),
+            )
+            .await?;
+            return Err(FlowError::TooManyAttempts {
+                retry_after: (until - now).max(1),
+                message: "too many wrong codes: the second factor of this account is locked for a while".into(),
+            });
+        }
+        let phone = self.open_phone(user.id, sealed)?;
+        let send = Send {
+            user: &user,
+            phone: &phone,
+            purpose: SmsPurpose::Login,
+            session: Some(pending.id),
+            pending_phone: None,
+            event: Event::SmsSend,
+            flow,
+            who,
+        };
+        self.send_code(send).await
+    }
+
+    /// Starts enrolling a phone: sends a code to it. The number becomes a second factor only once the code is
+    /// confirmed.
+    pub async fn sms_setup(&self, token: Option<&SessionToken>, phone: &str, who: &Requester) -> FlowResult<SmsSent> {
+        let phone = PhoneNumber::parse(phone).ok_or(FlowError::InvalidPhone)?;
+        let view = self.recent_session(token).await?;
+        let user = self
+            .store
+            .user_by_id(view.user_id)
+            .await?
+            .ok_or(FlowError::Unauthenticated)?;
+        let sealed = self.keys.seal(&Self::phone_context(user.id), phone.as_str().as_bytes());
+        let send = Send {
+            user: &user,
+            phone: &phone,
+            purpose: SmsPurpose::Enroll,
+            session: None,
+            pending_phone: Some(sealed),
+            event: Event::SmsSetup,
+            flow: None,
+            who,
+        };
+        self.send_code(send).await
+    }
+
+    /// Confirms the phone being enrolled with the code sent to it. Returns a first set of recovery codes when this
+    /// is the account's first second factor, else none. Other sessions of the account end.
+    pub async fn sms_confirm(
+        &self,
+        token: Option<&SessionToken>,
+        code: &str,
+        who: &Requester,
+    ) -> FlowResult<Vec<String>> {
+        let code = SixDigitCode::parse(code).ok_or_else(|| FlowError::BadRequest("an SMS code is 6 digits".into()))?;
+        let view = self.recent_session(token).await?;
+        let user = self
+            .store
+            .user_by_id(view.user_id)
+            .await?
+            .ok_or(FlowError::Unauthenticated)?;
+        if user.sms_pending_phone.is_none() {
+            return Err(FlowError::BadRequest(
+                "there is no phone being set up: call setup first".into(),
+            ));
+        }
+        let check = Check {
+            user: &user,
+            pending: None,
+            who,
+            flow: None,
+            event: Event::SmsConfirm,
+            method: Method::Sms,
+        };
+        let account_failures = self.claim(&check).await??;
+        let first_factor = Method::available_to(&user).is_empty();
+        let codes = first_factor.then(otp::generate_recovery_codes).unwrap_or_default();
+        let digests: Vec<Vec<u8>> = codes
+            .iter()
+            .map(|code| self.keys.recovery_code_digest(code.as_str()))
+            .collect();
+        let digest = self.keys.sms_code_digest(user.id.0, code.as_str());
+        let activated = self
+            .store
+            .activate_sms(user.id, &digest, first_factor.then_some(&digests[..]), self.now_unix())
+            .await?;
+        if !activated {
+            return self.fail(&check, Failure::Wrong, account_failures).await;
+        }
+        self.store.delete_user_sessions(user.id, Some(view.session_id)).await?;
+        self.audit(
+            Event::SmsConfirm,
+            Outcome::Success,
+            who,
+            Some((user.id, &user.username)),
+            None,
+            Some(Method::Sms),
+        )
+        .await?;
+        Ok(codes.iter().map(RecoveryCode::display).collect())
+    }
+
+    /// Counts the send, calls the gateway (with its retries), and stores the code only if the gateway took it.
+    async fn send_code(&self, send: Send<'_>) -> FlowResult<SmsSent> {
+        let sender = self.sender()?;
+        let subject = Some((send.user.id, send.user.username.as_str()));
+        let now = self.now_unix();
+        let slot = match self
+            .store
+            .reserve_sms_send(send.user.id, &limits::SMS_SENDS, now)
+            .await?
+        {
+            Ok(slot) => slot,
+            Err(throttled) => {
+                self.audit(
+                    send.event,
+                    Outcome::Throttled,
+                    send.who,
+                    subject,
+                    send.flow,
+                    Some(Method::Sms),
+                )
+                .await?;
+                return Err(FlowError::TooManyAttempts {
+                    retry_after: throttled.retry_after,
+                    message: "a code was sent a moment ago or too many were sent this hour; wait before asking again"
+                        .into(),
+                });
+            }
+        };
+        let code = SixDigitCode::random();
+        let message = match send.purpose {
+            SmsPurpose::Login => format!(
+                "{} is your {} sign-in code. It expires in 5 minutes. Never share it.",
+                code.as_str(),
+                self.settings.issuer
+            ),
+            SmsPurpose::Enroll => format!(
+                "{} is your {} code to confirm this phone. It expires in 5 minutes.",
+                code.as_str(),
+                self.settings.issuer
+            ),
+        };
+        if let Err(error) = sender.send(send.phone, &message).await {
+            self.store.release_sms_send(slot).await?;
+            let outcome = match error {
+                SmsError::Unavailable { .. } => Outcome::GatewayUnavailable,
+                SmsError::Refused(_) => Outcome::GatewayRefused,
+            };
+            tracing::warn!(%error, "SMS not sent");
+            self.audit(send.event, outcome, send.who, subject, send.flow, Some(Method::Sms))
+                .await?;
+            return Err(FlowError::SmsUnavailable(
+                "the text message could not be sent right now; try again in a minute, or use another method".into(),
+            ));
+        }
+        self.store
+            .store_sms_code(&NewSmsCode {
+                user_id: send.user.id,
+                purpose: send.purpose,
+                session: send.session,
+                digest: self.keys.sms_code_digest(send.user.id.0, code.as_str()),
+                now,
+                expires_at: now + limits::SMS_CODE_SECONDS,
+                pending_phone: send.pending_phone,
+            })
+            .await?;
+        self.audit(
+            send.event,
+            Outcome::Success,
+            send.who,
+            subject,
+            send.flow,
+            Some(Method::Sms),
+        )
+        .await?;
+        Ok(SmsSent {
+            expires_in: limits::SMS_CODE_SECONDS,
+            resend_after: limits::SMS_SENDS.min_interval_seconds,
+        })
+    }
+}
