@@ -37,6 +37,11 @@ fn seconds(duration: Duration) -> i64 {
 
 /// Opens the database and the key and builds the login flow; the command line's user commands need only this.
 pub async fn open_flow(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Flow>, StartupError> {
+    Ok(open(config, clock).await?.0)
+}
+
+/// The login flow and the server key it was built with (the pages sign their form tokens with a subkey of it).
+async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<(Arc<Flow>, Arc<Keys>), StartupError> {
     let path = config.database_url.sqlite_path().unwrap_or_else(|| "twofold.db".into());
     let store = SqliteStore::open(&path)
         .await
@@ -61,20 +66,23 @@ pub async fn open_flow(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Flo
         audit_retention_seconds: seconds(config.audit_retention),
     };
     let metrics = Arc::new(Metrics::default());
-    Ok(Arc::new(Flow::new(store, clock, keys, hasher, sms, metrics, settings)))
+    let flow = Arc::new(Flow::new(store, clock, keys.clone(), hasher, sms, metrics, settings));
+    Ok((flow, keys))
 }
 
 /// Everything a request handler needs.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<AppState, StartupError> {
-    let flow = open_flow(config, clock).await?;
+    let (flow, keys) = open(config, clock).await?;
     let web = WebSettings {
         secure_cookies: config.secure_cookies(),
         public_origin: config.public_origin(),
         trusted_proxies: config.trusted_proxies.clone(),
         session_lifetime_seconds: seconds(config.session_lifetime),
+        site_name: config.issuer.clone(),
     };
     Ok(AppState {
         flow,
+        keys,
         web: Arc::new(web),
     })
 }

@@ -23,7 +23,7 @@ pub use account::UserOverview;
 pub use machine::{State, Step};
 pub use operator::{Lock, UserDetails};
 pub use second_factor::{SecondFactorStatus, TotpSetup};
-pub use session::{LoginOutcome, Notice, SessionView};
+pub use session::{LoginOutcome, Notice, PendingLogin, SessionView};
 pub use sms::SmsSent;
 
 use std::sync::Arc;
@@ -202,6 +202,11 @@ impl Flow {
     /// The state `step` leads to from `from`; an error if the machine's table has no such transition.
     fn step(from: State, step: Step) -> FlowResult<State> {
         machine::advance(from, step).ok_or(FlowError::IllegalStep { from, step })
+    }
+
+    /// Whether people may create their own accounts (`allow_registration`).
+    pub fn allows_registration(&self) -> bool {
+        self.settings.allow_registration
     }
 
     fn now(&self) -> OffsetDateTime {

@@ -268,9 +268,7 @@ impl Flow {
         self.store
             .set_pending_totp(view.user_id, &sealed, self.now_unix())
             .await?;
-        let otpauth_uri = otp::otpauth_uri(&self.settings.issuer, &view.username, &secret);
-        let qr_svg = otp::qr_svg(&otpauth_uri)
-            .map_err(|_| FlowError::BadRequest("the username is too long for a QR code".into()))?;
+        let setup = self.describe_totp(&view.username, &secret)?;
         self.audit(
             Event::TotpSetup,
             Outcome::Success,
@@ -280,8 +278,27 @@ impl Flow {
             Some(Method::Totp),
         )
         .await?;
+        Ok(setup)
+    }
+
+    /// The authenticator app set up last and not confirmed yet, shown again: the set-up page after a reload or a
+    /// wrong confirmation code. `None` when no set-up is waiting. Same rule as starting one: a recent sign-in.
+    pub async fn totp_setup_in_progress(&self, token: Option<&SessionToken>) -> FlowResult<Option<TotpSetup>> {
+        let view = self.recent_session(token).await?;
+        let user = self.signed_in_user(view.user_id).await?;
+        let Some(sealed) = &user.totp_pending_secret else {
+            return Ok(None);
+        };
+        let secret = self.open_totp_secret(user.id, sealed)?;
+        self.describe_totp(&view.username, &secret).map(Some)
+    }
+
+    fn describe_totp(&self, username: &str, secret: &[u8]) -> FlowResult<TotpSetup> {
+        let otpauth_uri = otp::otpauth_uri(&self.settings.issuer, username, secret);
+        let qr_svg = otp::qr_svg(&otpauth_uri)
+            .map_err(|_| FlowError::BadRequest("the username is too long for a QR code".into()))?;
         Ok(TotpSetup {
-            secret: otp::base32(&secret),
+            secret: otp::base32(secret),
             otpauth_uri,
             qr_svg,
         })

@@ -29,6 +29,14 @@ pub struct Notice {
     pub message: String,
 }
 
+/// A sign-in waiting for its second step, as the page for that step shows it.
+#[derive(Debug, Clone)]
+pub struct PendingLogin {
+    pub username: String,
+    /// The methods the account can finish with, in the order [`Method::available_to`] gives.
+    pub methods: Vec<Method>,
+}
+
 /// A valid full session, as the account's owner may see it.
 #[derive(Debug, Clone)]
 pub struct SessionView {
@@ -180,6 +188,21 @@ impl Flow {
             .filter(|s| s.state.0 == SessionState::Pending && s.expires_at > now))
     }
 
+    /// The sign-in behind `token` if it is pending (password checked, second factor outstanding) and alive. The pages
+    /// use this to send a pending session to the second step and nowhere else.
+    pub async fn pending_login(&self, token: Option<&SessionToken>) -> FlowResult<Option<PendingLogin>> {
+        let Some(session) = self.pending_session(token).await? else {
+            return Ok(None);
+        };
+        let Some(user) = self.store.user_by_id(session.user_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(PendingLogin {
+            username: session.username,
+            methods: Method::available_to(&user),
+        }))
+    }
+
     /// The full session behind `token`; pending, expired and unknown tokens are all just "not signed in".
     pub async fn session(&self, token: Option<&SessionToken>) -> FlowResult<SessionView> {
         let token = token.ok_or(FlowError::Unauthenticated)?;
@@ -210,10 +233,16 @@ impl Flow {
         })
     }
 
+    /// Whether this session's sign-in is recent enough to set up, confirm or remove a factor, or to regenerate
+    /// recovery codes.
+    pub fn may_change_factors(&self, view: &SessionView) -> bool {
+        self.now_unix() - view.authenticated_at.unix_timestamp() < limits::REAUTHENTICATION_SECONDS
+    }
+
     /// A full session whose sign-in is recent enough to change factors.
     pub(super) async fn recent_session(&self, token: Option<&SessionToken>) -> FlowResult<SessionView> {
         let view = self.session(token).await?;
-        if self.now_unix() - view.authenticated_at.unix_timestamp() >= limits::REAUTHENTICATION_SECONDS {
+        if !self.may_change_factors(&view) {
             return Err(FlowError::ReauthenticationRequired);
         }
         Ok(view)
