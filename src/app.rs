@@ -14,6 +14,7 @@ use crate::crypto::password::{HashError, PasswordHasher};
 use crate::crypto::{KeyError, Keys};
 use crate::flow::{Flow, FlowSettings};
 use crate::http::{router, AppState, WebSettings};
+use crate::metrics::Metrics;
 use crate::sms::Sender;
 use crate::store::{
     PoolSettings, PostgresStore, SqliteStore, Store, StoreError, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS,
@@ -94,6 +95,11 @@ fn known_schema_version(config: &Config) -> i64 {
 
 /// Opens the database and the key and builds the login flow; the command line's user commands need only this.
 pub async fn open_flow(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Flow>, StartupError> {
+    Ok(open(config, clock).await?.0)
+}
+
+/// The login flow and the server key it was built with (the pages sign their form tokens with a subkey of it).
+async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<(Arc<Flow>, Arc<Keys>), StartupError> {
     let store = open_store(config).await?;
     let keys = Arc::new(Keys::load_or_create(&config.secret_key_file)?);
     let hasher = PasswordHasher::new().await?;
@@ -108,26 +114,32 @@ pub async fn open_flow(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Flo
         allow_registration: config.allow_registration,
         session_lifetime_seconds: seconds(config.session_lifetime),
         session_idle_seconds: seconds(config.session_idle_timeout),
+        audit_retention_seconds: seconds(config.audit_retention),
     };
-    Ok(Arc::new(Flow::new(store, clock, keys, hasher, sms, settings)))
+    let metrics = Arc::new(Metrics::default());
+    let flow = Arc::new(Flow::new(store, clock, keys.clone(), hasher, sms, metrics, settings));
+    Ok((flow, keys))
 }
 
 /// Everything a request handler needs.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<AppState, StartupError> {
-    let flow = open_flow(config, clock).await?;
+    let (flow, keys) = open(config, clock).await?;
     let web = WebSettings {
         secure_cookies: config.secure_cookies(),
         public_origin: config.public_origin(),
         trusted_proxies: config.trusted_proxies.clone(),
         session_lifetime_seconds: seconds(config.session_lifetime),
+        site_name: config.issuer.clone(),
     };
     Ok(AppState {
         flow,
+        keys,
         web: Arc::new(web),
     })
 }
 
-/// Serves until `shutdown` resolves, purging expired sessions once a minute meanwhile.
+/// Serves until `shutdown` resolves, meanwhile purging expired sessions once a minute and audit events past the
+/// retention period once an hour.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
@@ -136,10 +148,17 @@ pub async fn serve(
     let flow = state.flow.clone();
     let purger = tokio::spawn(async move {
         let mut every_minute = tokio::time::interval(Duration::from_secs(60));
-        loop {
+        for minute in 0u64.. {
             every_minute.tick().await;
             if let Err(error) = flow.purge_expired_sessions().await {
                 tracing::warn!(%error, "could not purge expired sessions");
+            }
+            if minute % 60 == 0 {
+                match flow.prune_audit().await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, "pruned audit events past the retention period"),
+                    Err(error) => tracing::warn!(%error, "could not prune the audit trail"),
+                }
             }
         }
     });

@@ -30,6 +30,8 @@ struct RawConfig {
     session_lifetime: String,
     session_idle_timeout: String,
     log: String,
+    log_format: String,
+    audit_retention: String,
     sms: Option<RawSms>,
 }
 
@@ -62,6 +64,8 @@ impl Default for RawConfig {
             session_lifetime: "12h".into(),
             session_idle_timeout: "30m".into(),
             log: "info".into(),
+            log_format: "text".into(),
+            audit_retention: "90d".into(),
             sms: None,
         }
     }
@@ -80,6 +84,8 @@ const KNOWN_KEYS: &[&str] = &[
     "session_lifetime",
     "session_idle_timeout",
     "log",
+    "log_format",
+    "audit_retention",
     "sms.gateway",
     "sms.timeout",
     "sms.url",
@@ -181,6 +187,10 @@ pub struct Config {
     pub session_lifetime: Duration,
     pub session_idle_timeout: Duration,
     pub log: String,
+    /// Structured JSON log lines instead of text.
+    pub log_json: bool,
+    /// Audit events older than this are pruned (daily, and at start).
+    pub audit_retention: Duration,
     /// The SMS gateway, if SMS codes are offered.
     pub sms: Option<SmsConfig>,
     /// Environment variables that looked like ours but name no key; logged as warnings once logging is up.
@@ -364,6 +374,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     let session_lifetime = parse_duration("session_lifetime", &raw.session_lifetime)?;
     let session_idle_timeout = parse_duration("session_idle_timeout", &raw.session_idle_timeout)?;
+    let log_json = match raw.log_format.trim() {
+        "text" => false,
+        "json" => true,
+        other => return Err(invalid(format!("log_format = {other:?} is not \"text\" or \"json\"."))),
+    };
+    let audit_retention = parse_duration("audit_retention", &raw.audit_retention)?;
     let sms = raw.sms.map(validate_sms).transpose()?;
     Ok(Config {
         listen,
@@ -378,6 +394,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         session_lifetime,
         session_idle_timeout,
         log: raw.log,
+        log_json,
+        audit_retention,
         sms,
         warnings: Vec::new(),
     })
@@ -532,6 +550,8 @@ mod tests {
         assert!(bad(&[("TWOFOLD_ISSUER", "a:b")]).contains("colon"));
         assert!(bad(&[("TWOFOLD_SESSION_LIFETIME", "soon")]).contains("session_lifetime"));
         assert!(bad(&[("TWOFOLD_LOG", "=!=")]).contains("log filter"));
+        assert!(bad(&[("TWOFOLD_LOG_FORMAT", "xml")]).contains("log_format"));
+        assert!(bad(&[("TWOFOLD_AUDIT_RETENTION", "forever")]).contains("audit_retention"));
         assert!(bad(&[("TWOFOLD_DATABASE_URL", "mysql://x")]).contains("sqlite://"));
         assert!(bad(&[("TWOFOLD_DATABASE_URL", "postgres://")]).contains("postgres://USER"));
         assert!(bad(&[("TWOFOLD_DATABASE_POOL_SIZE", "0")]).contains("database_pool_size"));

@@ -1079,7 +1079,8 @@ async fn the_audit_trail_holds_no_phone_number_and_no_code() {
             Cell::Text(value) => (value, true),
             Cell::Int(value) => (value.to_string(), false),
             Cell::Null => continue,
-            Cell::Bytes(bytes) => panic!("audit_events holds bytes: {bytes:?}"),
+            // The chain's MACs, compared as hex so that a code or number could not hide in them either.
+            Cell::Bytes(bytes) => (hex::encode(bytes), false),
         };
         for secret in ["5551234567", "+15551234567", MASKED] {
             assert!(!value.contains(secret), "an audit event holds {secret:?}: {value:?}");

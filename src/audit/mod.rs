@@ -2,6 +2,9 @@
 //! user, client address, user agent, event, method and outcome. Events carry no secret: no password, code, token or
 //! secret ever reaches an [`AuditEvent`], because none of its fields can hold one by type.
 
+pub mod chain;
+pub mod diagram;
+
 use time::OffsetDateTime;
 
 use crate::store::UserId;
@@ -24,6 +27,7 @@ pub enum Event {
     UserDelete,
     UserReset2fa,
     UserUnlock,
+    SessionRevoke,
 }
 
 impl Event {
@@ -44,6 +48,7 @@ impl Event {
             Self::UserDelete => "user_delete",
             Self::UserReset2fa => "user_reset_2fa",
             Self::UserUnlock => "user_unlock",
+            Self::SessionRevoke => "session_revoke",
         }
     }
 }
@@ -115,4 +120,37 @@ pub struct AuditEvent {
     pub event: Event,
     pub method: Option<&'static str>,
     pub outcome: Outcome,
+}
+
+impl AuditEvent {
+    /// The event time as stored: unix milliseconds.
+    pub fn at_ms(&self) -> i64 {
+        i64::try_from(self.at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    }
+
+    /// What the chain's MAC covers; the store writes exactly these values.
+    pub fn content(&self) -> chain::Content<'_> {
+        chain::Content {
+            at_ms: self.at_ms(),
+            flow_id: self.flow_id.as_deref(),
+            user_id: self.user_id.map(|id| id.0),
+            username: self.username.as_deref(),
+            client_addr: self.requester.client_addr.as_deref(),
+            user_agent: self.requester.user_agent.as_deref(),
+            event: self.event.as_str(),
+            method: self.method,
+            outcome: self.outcome.as_str(),
+        }
+    }
+}
+
+/// Which events `twofold audit` lists.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub username: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub event: Option<String>,
+    pub outcome: Option<String>,
+    pub flow_id: Option<String>,
 }

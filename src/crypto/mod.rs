@@ -1,5 +1,6 @@
 //! Keys and the cryptography built on them: the server key file, secrets sealed at rest (AEAD), session tokens and
-//! their stored digests, keyed hashes of recovery codes, and password hashing (in [`password`]).
+//! their stored digests, keyed hashes of recovery codes, the tokens that protect the pages' forms against cross-site
+//! request forgery, and password hashing (in [`password`]).
 //!
 //! One 32-byte server key lives in `secret_key_file`. Each use gets its own subkey, derived with HMAC-SHA-256 under a
 //! fixed label, so a key used for sealing never doubles as a MAC key.
@@ -37,7 +38,9 @@ pub enum KeyError {
 pub struct Keys {
     sealing: XChaCha20Poly1305,
     recovery_codes: [u8; KEY_BYTES],
+    form_tokens: [u8; KEY_BYTES],
     sms_codes: [u8; KEY_BYTES],
+    audit: [u8; KEY_BYTES],
 }
 
 impl std::fmt::Debug for Keys {
@@ -95,7 +98,9 @@ impl Keys {
         Self {
             sealing: XChaCha20Poly1305::new(&derive(master, b"twofold seal v1").into()),
             recovery_codes: derive(master, b"twofold recovery codes v1"),
+            form_tokens: derive(master, b"twofold form tokens v1"),
             sms_codes: derive(master, b"twofold sms codes v1"),
+            audit: derive(master, b"twofold audit v1"),
         }
     }
 
@@ -136,9 +141,36 @@ impl Keys {
         mac(&self.recovery_codes, &[normalised_code.as_bytes()])
     }
 
+    /// HMAC-SHA-256 under the audit key, over `parts` in order (the audit chain's MACs).
+    pub fn audit_mac(&self, parts: &[&[u8]]) -> Vec<u8> {
+        mac(&self.audit, parts)
+    }
+
     /// HMAC-SHA-256 of an SMS code bound to its user: six digits have too few values to store plainly hashed.
     pub fn sms_code_digest(&self, user: i64, code: &str) -> Vec<u8> {
         mac(&self.sms_codes, &[&user.to_be_bytes(), code.as_bytes()])
+    }
+
+    /// The anti-forgery token a page puts in its forms: HMAC-SHA-256 over `binding`, base64url. The binding is
+    /// something only the browser that loaded the page holds (its session token, or before sign-in a random cookie),
+    /// so another site can neither read nor compute the token.
+    pub fn form_token(&self, binding: &str) -> String {
+        URL_SAFE_NO_PAD.encode(self.form_token_mac(binding).finalize().into_bytes())
+    }
+
+    /// Whether `token` is [`Keys::form_token`] of `binding`, compared in constant time.
+    pub fn form_token_valid(&self, binding: &str, token: &str) -> bool {
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(token) else {
+            return false;
+        };
+        self.form_token_mac(binding).verify_slice(&bytes).is_ok()
+    }
+
+    fn form_token_mac(&self, binding: &str) -> HmacSha256 {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.form_tokens)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(binding.as_bytes());
+        mac
     }
 }
 
@@ -197,6 +229,13 @@ pub fn flow_id() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A fresh secret for the pages' browser cookie: 32 random bytes, unpadded base64url like a session token.
+pub fn browser_secret() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +274,18 @@ mod tests {
             Keys::load_or_create(&missing_dir),
             Err(KeyError::Uncreatable { .. })
         ));
+    }
+
+    #[test]
+    fn form_tokens_are_bound_to_their_binding_and_key() {
+        let keys = Keys::from_master(&[7; 32]);
+        let token = keys.form_token("session:abc");
+        assert!(keys.form_token_valid("session:abc", &token));
+        assert!(!keys.form_token_valid("session:abd", &token));
+        assert!(!keys.form_token_valid("session:abc", ""));
+        assert!(!keys.form_token_valid("session:abc", "not base64 !"));
+        assert!(!keys.form_token_valid("session:abc", &token[..20]));
+        assert!(!Keys::from_master(&[8; 32]).form_token_valid("session:abc", &token));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use super::{Flow, FlowError, FlowResult, Username};
 use crate::audit::{Event, Outcome, Requester};
 use crate::crypto::password::check_new_password;
-use crate::store::{StoreError, User, UserSummary};
+use crate::store::{StoreError, UserSummary};
 
 /// One line of `twofold user list`.
 pub type UserOverview = UserSummary;
@@ -47,18 +47,10 @@ impl Flow {
         Ok(self.store.list_users().await?)
     }
 
-    async fn existing_user(&self, username: &str) -> FlowResult<User> {
-        let name = Username::parse(username).ok_or_else(|| FlowError::NoSuchUser(username.to_owned()))?;
-        self.store
-            .user_by_name(name.as_str())
-            .await?
-            .ok_or_else(|| FlowError::NoSuchUser(username.to_owned()))
-    }
-
     /// Removes every second factor and ends every session, for a user who lost their phone and recovery codes. The
     /// next sign-in asks for the password only; the user should set up a new authenticator at once.
     pub async fn reset_second_factors(&self, username: &str) -> FlowResult<()> {
-        let user = self.existing_user(username).await?;
+        let user = self.user_named(username).await?;
         self.store.reset_second_factors(user.id).await?;
         let who = Requester::command_line();
         self.audit(
@@ -74,7 +66,7 @@ impl Flow {
 
     /// Lifts the second-factor lock (including the one at 100 failures).
     pub async fn unlock(&self, username: &str) -> FlowResult<()> {
-        let user = self.existing_user(username).await?;
+        let user = self.user_named(username).await?;
         self.store.unlock_second_factor(user.id).await?;
         let who = Requester::command_line();
         self.audit(
@@ -89,7 +81,7 @@ impl Flow {
     }
 
     pub async fn delete_user(&self, username: &str) -> FlowResult<()> {
-        let user = self.existing_user(username).await?;
+        let user = self.user_named(username).await?;
         if !self.store.delete_user(user.id).await? {
             return Err(FlowError::NoSuchUser(username.to_owned()));
         }

@@ -13,13 +13,17 @@
 
 mod account;
 pub mod limits;
+pub mod machine;
+mod operator;
 mod second_factor;
 mod session;
 mod sms;
 
 pub use account::UserOverview;
+pub use machine::{State, Step};
+pub use operator::{Lock, UserDetails};
 pub use second_factor::{SecondFactorStatus, TotpSetup};
-pub use session::{LoginOutcome, Notice, SessionView};
+pub use session::{LoginOutcome, Notice, PendingLogin, SessionView};
 pub use sms::SmsSent;
 
 use std::sync::Arc;
@@ -29,7 +33,8 @@ use time::OffsetDateTime;
 use crate::audit::{AuditEvent, Event, Outcome, Requester};
 use crate::clock::Clock;
 use crate::crypto::password::{HashError, PasswordHasher, WeakPassword};
-use crate::crypto::Keys;
+use crate::crypto::{flow_id as flow_id_new, Keys};
+use crate::metrics::Metrics;
 use crate::sms::Sender;
 use crate::store::{Store, StoreError, User, UserId};
 
@@ -40,6 +45,8 @@ pub struct FlowSettings {
     pub allow_registration: bool,
     pub session_lifetime_seconds: i64,
     pub session_idle_seconds: i64,
+    /// Audit events older than this are pruned.
+    pub audit_retention_seconds: i64,
 }
 
 /// Everything that can go wrong, in the product's words. The HTTP layer maps each to a status and error code.
@@ -83,6 +90,10 @@ pub enum FlowError {
     SmsUnavailable(String),
     #[error("no such user: {0}")]
     NoSuchUser(String),
+    #[error("no such session: {0}")]
+    NoSuchSession(i64),
+    #[error("the login state machine has no step {step:?} from {from:?}")]
+    IllegalStep { from: State, step: Step },
 }
 
 pub type FlowResult<T> = Result<T, FlowError>;
@@ -159,6 +170,7 @@ pub struct Flow {
     hasher: PasswordHasher,
     /// `None` when no SMS gateway is configured: SMS is then not offered.
     sms: Option<Sender>,
+    metrics: Arc<Metrics>,
     settings: FlowSettings,
 }
 
@@ -169,6 +181,7 @@ impl Flow {
         keys: Arc<Keys>,
         hasher: PasswordHasher,
         sms: Option<Sender>,
+        metrics: Arc<Metrics>,
         settings: FlowSettings,
     ) -> Self {
         Self {
@@ -177,8 +190,23 @@ impl Flow {
             keys,
             hasher,
             sms,
+            metrics,
             settings,
         }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The state `step` leads to from `from`; an error if the machine's table has no such transition.
+    fn step(from: State, step: Step) -> FlowResult<State> {
+        machine::advance(from, step).ok_or(FlowError::IllegalStep { from, step })
+    }
+
+    /// Whether people may create their own accounts (`allow_registration`).
+    pub fn allows_registration(&self) -> bool {
+        self.settings.allow_registration
     }
 
     fn now(&self) -> OffsetDateTime {
@@ -200,9 +228,10 @@ impl Flow {
         flow_id: Option<&str>,
         method: Option<Method>,
     ) -> FlowResult<()> {
+        let flow_id = flow_id.map_or_else(flow_id_new, str::to_owned);
         let record = AuditEvent {
             at: self.now(),
-            flow_id: flow_id.map(str::to_owned),
+            flow_id: Some(flow_id.clone()),
             user_id: user.map(|(id, _)| id),
             username: user.map(|(_, name)| name.to_owned()),
             requester: who.clone(),
@@ -216,10 +245,14 @@ impl Flow {
             user = record.username.as_deref().unwrap_or("-"),
             method = record.method.unwrap_or("-"),
             client = who.client_addr.as_deref().unwrap_or("-"),
-            flow = flow_id.unwrap_or("-"),
+            flow = flow_id,
             "audit"
         );
-        self.store.record_audit(&record).await?;
+        let keys = self.keys.clone();
+        let content_owner = record.clone();
+        let seal = move |prev: &[u8]| crate::audit::chain::event_mac(&keys, prev, &content_owner.content());
+        self.store.record_audit(&record, &seal).await?;
+        self.metrics.observe(&record);
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! the code, then consumes it with one conditional statement. So parallel requests can neither guess past the
 //! limits nor use one code twice.
 
+use super::machine::{State, Step};
 use super::{limits, Flow, FlowError, FlowResult, Method};
 use crate::audit::{Event, Outcome, Requester};
 use crate::crypto::SessionToken;
@@ -136,6 +137,7 @@ impl Flow {
             client_addr: who.client_addr.clone(),
             user_agent: who.user_agent.clone(),
         };
+        Self::step(State::Pending, Step::CodeAccepted)?;
         match self.store.complete_login(pending.id, &proof, &full).await? {
             LoginCompletion::Done => {
                 self.audit_check(&check, Outcome::Success).await?;
@@ -215,6 +217,16 @@ impl Flow {
         } else {
             Outcome::InvalidCode
         };
+        if check.pending.is_some() {
+            Self::step(
+                State::Pending,
+                if left == 0 {
+                    Step::TriesUsedUp
+                } else {
+                    Step::CodeRefused
+                },
+            )?;
+        }
         self.audit_check(check, outcome).await?;
         let message = match (check.pending, left) {
             (None, _) => "the code is not valid".to_owned(),
@@ -256,20 +268,37 @@ impl Flow {
         self.store
             .set_pending_totp(view.user_id, &sealed, self.now_unix())
             .await?;
-        let otpauth_uri = otp::otpauth_uri(&self.settings.issuer, &view.username, &secret);
-        let qr_svg = otp::qr_svg(&otpauth_uri)
-            .map_err(|_| FlowError::BadRequest("the username is too long for a QR code".into()))?;
+        let setup = self.describe_totp(&view.username, &secret)?;
         self.audit(
             Event::TotpSetup,
             Outcome::Success,
             who,
             Some((view.user_id, &view.username)),
-            None,
+            Some(view.flow_id.as_str()),
             Some(Method::Totp),
         )
         .await?;
+        Ok(setup)
+    }
+
+    /// The authenticator app set up last and not confirmed yet, shown again: the set-up page after a reload or a
+    /// wrong confirmation code. `None` when no set-up is waiting. Same rule as starting one: a recent sign-in.
+    pub async fn totp_setup_in_progress(&self, token: Option<&SessionToken>) -> FlowResult<Option<TotpSetup>> {
+        let view = self.recent_session(token).await?;
+        let user = self.signed_in_user(view.user_id).await?;
+        let Some(sealed) = &user.totp_pending_secret else {
+            return Ok(None);
+        };
+        let secret = self.open_totp_secret(user.id, sealed)?;
+        self.describe_totp(&view.username, &secret).map(Some)
+    }
+
+    fn describe_totp(&self, username: &str, secret: &[u8]) -> FlowResult<TotpSetup> {
+        let otpauth_uri = otp::otpauth_uri(&self.settings.issuer, username, secret);
+        let qr_svg = otp::qr_svg(&otpauth_uri)
+            .map_err(|_| FlowError::BadRequest("the username is too long for a QR code".into()))?;
         Ok(TotpSetup {
-            secret: otp::base32(&secret),
+            secret: otp::base32(secret),
             otpauth_uri,
             qr_svg,
         })
@@ -296,7 +325,7 @@ impl Flow {
             user: &user,
             pending: None,
             who,
-            flow: None,
+            flow: Some(view.flow_id.as_str()),
             event: Event::TotpConfirm,
             method: Method::Totp,
         };
@@ -333,7 +362,7 @@ impl Flow {
             Outcome::Success,
             who,
             Some((user.id, &user.username)),
-            None,
+            Some(view.flow_id.as_str()),
             Some(Method::Totp),
         )
         .await?;
@@ -352,7 +381,7 @@ impl Flow {
             user: &user,
             pending: None,
             who,
-            flow: None,
+            flow: Some(view.flow_id.as_str()),
             event: Event::TotpRemove,
             method: Method::Totp,
         };
@@ -372,7 +401,7 @@ impl Flow {
             Outcome::Success,
             who,
             Some((user.id, &user.username)),
-            None,
+            Some(view.flow_id.as_str()),
             Some(Method::Totp),
         )
         .await?;
@@ -405,7 +434,7 @@ impl Flow {
             Outcome::Success,
             who,
             Some((user.id, &user.username)),
-            None,
+            Some(view.flow_id.as_str()),
             Some(Method::RecoveryCode),
         )
         .await?;

@@ -4,6 +4,7 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::machine::{State, Step};
 use super::{limits, Flow, FlowError, FlowResult, Method, Username};
 use crate::audit::{Event, Outcome, Requester};
 use crate::crypto::password::Password;
@@ -26,6 +27,14 @@ pub struct Notice {
     pub count: i64,
     pub last_at: Option<String>,
     pub message: String,
+}
+
+/// A sign-in waiting for its second step, as the page for that step shows it.
+#[derive(Debug, Clone)]
+pub struct PendingLogin {
+    pub username: String,
+    /// The methods the account can finish with, in the order [`Method::available_to`] gives.
+    pub methods: Vec<Method>,
 }
 
 /// A valid full session, as the account's owner may see it.
@@ -87,9 +96,11 @@ impl Flow {
         let password = Password::new(password)
             .ok_or_else(|| FlowError::BadRequest("the password must be 1 to 1024 characters".into()))?;
         let now = self.now_unix();
+        let flow = flow_id();
         let throttle = limits::password_throttle_keys(username.as_str(), who.client_addr.as_deref());
         if let Err(throttled) = self.store.reserve_password_attempt(&throttle, now).await? {
-            self.audit(Event::Login, Outcome::Throttled, who, None, None, None)
+            Self::step(State::SignedOut, Step::PasswordRefused)?;
+            self.audit(Event::Login, Outcome::Throttled, who, None, Some(&flow), None)
                 .await?;
             return Err(FlowError::TooManyAttempts {
                 retry_after: throttled.retry_after,
@@ -105,27 +116,38 @@ impl Flow {
                 // The account is named when it exists (the trail is for operators, not for the client); a name
                 // that matches no account is not written, as people sometimes type their password into that field.
                 let subject = other.as_ref().map(|user| (user.id, user.username.as_str()));
-                self.audit(Event::Login, Outcome::InvalidCredentials, who, subject, None, None)
-                    .await?;
+                Self::step(State::SignedOut, Step::PasswordRefused)?;
+                self.audit(
+                    Event::Login,
+                    Outcome::InvalidCredentials,
+                    who,
+                    subject,
+                    Some(&flow),
+                    None,
+                )
+                .await?;
                 return Err(FlowError::InvalidCredentials);
             }
         };
         self.store.refund_password_attempt(&throttle).await?;
         let methods = Method::available_to(&user);
         let token = SessionToken::generate();
-        let flow = flow_id();
-        let (state, expires_at, outcome) = if methods.is_empty() {
-            (
-                SessionState::Full,
-                now + self.settings.session_lifetime_seconds,
-                Outcome::Success,
-            )
+        let step = if methods.is_empty() {
+            Step::PasswordAccepted
         } else {
-            (
+            Step::SecondFactorRequired
+        };
+        let (state, expires_at, outcome) = match Self::step(State::SignedOut, step)? {
+            State::Pending => (
                 SessionState::Pending,
                 now + limits::PENDING_SESSION_SECONDS,
                 Outcome::SecondFactorRequired,
-            )
+            ),
+            _ => (
+                SessionState::Full,
+                now + self.settings.session_lifetime_seconds,
+                Outcome::Success,
+            ),
         };
         self.store
             .insert_session(&NewSession {
@@ -149,10 +171,9 @@ impl Flow {
             None,
         )
         .await?;
-        Ok(if methods.is_empty() {
-            LoginOutcome::Authenticated(token)
-        } else {
-            LoginOutcome::SecondFactorRequired { token, methods }
+        Ok(match state {
+            SessionState::Full => LoginOutcome::Authenticated(token),
+            SessionState::Pending => LoginOutcome::SecondFactorRequired { token, methods },
         })
     }
 
@@ -165,6 +186,21 @@ impl Flow {
             .session_by_digest(&token.digest())
             .await?
             .filter(|s| s.state.0 == SessionState::Pending && s.expires_at > now))
+    }
+
+    /// The sign-in behind `token` if it is pending (password checked, second factor outstanding) and alive. The pages
+    /// use this to send a pending session to the second step and nowhere else.
+    pub async fn pending_login(&self, token: Option<&SessionToken>) -> FlowResult<Option<PendingLogin>> {
+        let Some(session) = self.pending_session(token).await? else {
+            return Ok(None);
+        };
+        let Some(user) = self.store.user_by_id(session.user_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(PendingLogin {
+            username: session.username,
+            methods: Method::available_to(&user),
+        }))
     }
 
     /// The full session behind `token`; pending, expired and unknown tokens are all just "not signed in".
@@ -197,10 +233,16 @@ impl Flow {
         })
     }
 
+    /// Whether this session's sign-in is recent enough to set up, confirm or remove a factor, or to regenerate
+    /// recovery codes.
+    pub fn may_change_factors(&self, view: &SessionView) -> bool {
+        self.now_unix() - view.authenticated_at.unix_timestamp() < limits::REAUTHENTICATION_SECONDS
+    }
+
     /// A full session whose sign-in is recent enough to change factors.
     pub(super) async fn recent_session(&self, token: Option<&SessionToken>) -> FlowResult<SessionView> {
         let view = self.session(token).await?;
-        if self.now_unix() - view.authenticated_at.unix_timestamp() >= limits::REAUTHENTICATION_SECONDS {
+        if !self.may_change_factors(&view) {
             return Err(FlowError::ReauthenticationRequired);
         }
         Ok(view)
@@ -210,6 +252,11 @@ impl Flow {
     pub async fn logout(&self, token: Option<&SessionToken>, who: &Requester) -> FlowResult<()> {
         let Some(token) = token else { return Ok(()) };
         if let Some(session) = self.store.delete_session(&token.digest()).await? {
+            let from = match session.state.0 {
+                SessionState::Pending => State::Pending,
+                SessionState::Full => State::SignedIn,
+            };
+            Self::step(from, Step::SignOut)?;
             self.audit(
                 Event::Logout,
                 Outcome::Success,

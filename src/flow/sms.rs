@@ -1,6 +1,7 @@
 //! SMS codes: sending one to a pending sign-in, and enrolling a phone. A code is stored only after the gateway
 //! accepted it, and a send it did not accept counts toward no limit, so an outage leaves nothing half-written.
 
+use super::machine::{State, Step};
 use super::second_factor::{Check, Failure};
 use super::{limits, Flow, FlowError, FlowResult, Method};
 use crate::audit::{Event, Outcome, Requester};
@@ -98,6 +99,7 @@ impl Flow {
             });
         }
         let phone = self.open_phone(user.id, sealed)?;
+        Self::step(State::Pending, Step::SmsCodeSent)?;
         let send = Send {
             user: &user,
             phone: &phone,
@@ -129,7 +131,7 @@ impl Flow {
             session: None,
             pending_phone: Some(sealed),
             event: Event::SmsSetup,
-            flow: None,
+            flow: Some(view.flow_id.as_str()),
             who,
         };
         self.send_code(send).await
@@ -159,7 +161,7 @@ impl Flow {
             user: &user,
             pending: None,
             who,
-            flow: None,
+            flow: Some(view.flow_id.as_str()),
             event: Event::SmsConfirm,
             method: Method::Sms,
         };
@@ -184,7 +186,7 @@ impl Flow {
             Outcome::Success,
             who,
             Some((user.id, &user.username)),
-            None,
+            Some(view.flow_id.as_str()),
             Some(Method::Sms),
         )
         .await?;

@@ -4,15 +4,13 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Client, SessionCookie};
-use super::{AppState, SESSION_COOKIE};
-use crate::crypto::SessionToken;
+use super::{cookies, AppState};
 use crate::flow::{limits, LoginOutcome, Method, SmsSent};
 
 /// Username and password. No `Debug`: it would print the password.
@@ -36,29 +34,6 @@ pub struct Code {
 #[derive(Deserialize)]
 pub struct Phone {
     phone: String,
-}
-
-fn session_cookie(state: &AppState, token: &SessionToken, max_age_seconds: i64) -> HeaderValue {
-    let cookie = Cookie::build((SESSION_COOKIE, token.as_str().to_owned()))
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .path("/")
-        .secure(state.web.secure_cookies)
-        .max_age(time::Duration::seconds(max_age_seconds))
-        .build();
-    // Cookie values are base64url and attributes are fixed ASCII: always a valid header value.
-    HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-fn cleared_cookie(state: &AppState) -> HeaderValue {
-    let cookie = Cookie::build((SESSION_COOKIE, ""))
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .path("/")
-        .secure(state.web.secure_cookies)
-        .max_age(time::Duration::ZERO)
-        .build();
-    HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 fn with_cookie(cookie: HeaderValue, status: StatusCode, body: Value) -> Response {
@@ -91,12 +66,12 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     Ok(match state.flow.login(&body.username, &body.password, &who).await? {
         LoginOutcome::Authenticated(token) => with_cookie(
-            session_cookie(&state, &token, state.web.session_lifetime_seconds),
+            cookies::session(&state.web, &token, state.web.session_lifetime_seconds),
             StatusCode::OK,
             json!({ "status": "authenticated" }),
         ),
         LoginOutcome::SecondFactorRequired { token, methods } => with_cookie(
-            session_cookie(&state, &token, limits::PENDING_SESSION_SECONDS),
+            cookies::session(&state.web, &token, limits::PENDING_SESSION_SECONDS),
             StatusCode::OK,
             json!({ "status": "2fa_required", "methods": method_names(&methods) }),
         ),
@@ -114,7 +89,7 @@ pub async fn verify_second_factor(
         .verify_second_factor(token.as_ref(), &body.method, &body.code, &who)
         .await?;
     Ok(with_cookie(
-        session_cookie(&state, &token, state.web.session_lifetime_seconds),
+        cookies::session(&state.web, &token, state.web.session_lifetime_seconds),
         StatusCode::OK,
         json!({ "status": "authenticated" }),
     ))
@@ -129,7 +104,7 @@ pub async fn logout(
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, cleared_cookie(&state));
+        .insert(header::SET_COOKIE, cookies::cleared_session(&state.web));
     Ok(response)
 }
 

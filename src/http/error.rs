@@ -52,7 +52,7 @@ impl From<FlowError> for ApiError {
             FlowError::NoPendingLogin => (S::UNAUTHORIZED, "no_pending_login"),
             FlowError::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated"),
             FlowError::ReauthenticationRequired => (S::UNAUTHORIZED, "reauthentication_required"),
-            FlowError::NoSuchUser(_) => (S::NOT_FOUND, "not_found"),
+            FlowError::NoSuchUser(_) | FlowError::NoSuchSession(_) => (S::NOT_FOUND, "not_found"),
             FlowError::InvalidPhone => (S::BAD_REQUEST, "invalid_phone"),
             FlowError::SmsUnavailable(_) => (S::SERVICE_UNAVAILABLE, "sms_gateway_unavailable"),
             // Not the request's fault and likely to pass (PostgreSQL restarting, a failover, SQLite's write lock
@@ -65,7 +65,7 @@ impl From<FlowError> for ApiError {
                     "the database is unavailable right now; try again in a moment",
                 );
             }
-            FlowError::Store(_) | FlowError::Hash(_) | FlowError::SecretUnreadable => {
+            FlowError::Store(_) | FlowError::Hash(_) | FlowError::SecretUnreadable | FlowError::IllegalStep { .. } => {
                 tracing::error!(error = %error, "request failed");
                 return Self::new(
                     S::INTERNAL_SERVER_ERROR,

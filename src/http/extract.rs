@@ -10,8 +10,9 @@ use axum::http::{header, StatusCode};
 use axum_extra::extract::CookieJar;
 use serde::de::DeserializeOwned;
 
+use super::cookies::SESSION_COOKIE;
 use super::error::ApiError;
-use super::{AppState, SESSION_COOKIE};
+use super::AppState;
 use crate::audit::Requester;
 use crate::crypto::SessionToken;
 

@@ -1,10 +1,15 @@
-//! The HTTP face of the flow: routes, cookies, the `Origin` check and response headers. Handlers translate between
-//! JSON and the flow's calls and hold no business rules.
+//! The HTTP faces of the flow: the JSON API under `/auth` and the browser pages (in [`pages`]), with their routes,
+//! cookies, the `Origin` check and response headers. Handlers translate between requests and the flow's calls and
+//! hold no business rules.
 
 mod api;
+mod cookies;
 mod error;
 mod extract;
+mod pages;
+mod service;
 
+pub use cookies::SESSION_COOKIE;
 pub use error::ApiError;
 
 use std::net::IpAddr;
@@ -12,7 +17,7 @@ use std::sync::Arc;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -21,9 +26,8 @@ use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::crypto::Keys;
 use crate::flow::Flow;
-
-pub const SESSION_COOKIE: &str = "twofold_session";
 
 /// Bodies above this are refused with 413 before they are parsed.
 const BODY_LIMIT_BYTES: usize = 16 * 1024;
@@ -40,11 +44,15 @@ pub struct WebSettings {
     pub public_origin: String,
     pub trusted_proxies: Vec<IpAddr>,
     pub session_lifetime_seconds: i64,
+    /// The name the pages show (the configured `issuer`, which authenticator apps show too).
+    pub site_name: String,
 }
 
 #[derive(Clone)]
 pub struct AppState {
     pub flow: Arc<Flow>,
+    /// The server key's subkeys; the pages sign their anti-forgery tokens with one.
+    pub keys: Arc<Keys>,
     pub web: Arc<WebSettings>,
 }
 
@@ -70,8 +78,14 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .nest("/auth", auth)
+        .route("/healthz", get(service::healthz))
+        .route("/readyz", get(service::readyz))
+        .route("/metrics", get(service::metrics))
+        .merge(pages::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), service::record_latency))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), pages::render_problems))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(
             ServiceBuilder::new()
@@ -120,14 +134,35 @@ async fn same_origin(State(state): State<AppState>, request: Request, next: Next
     next.run(request).await
 }
 
-async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is nothing at this address")
+/// A person's browser gets a page for an unknown address or method; API clients, and anything under `/auth`, get
+/// the contract's JSON error. Browsers say `Accept: text/html` when they navigate; API clients do not.
+fn wants_page(uri: &Uri, headers: &HeaderMap) -> bool {
+    let api = uri.path() == "/auth" || uri.path().starts_with("/auth/");
+    let html = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains("text/html"));
+    html && !api
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this address does not take this method",
-    )
+async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
+    if wants_page(&uri, &headers) {
+        pages::PageError::NotFound.into_response()
+    } else {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is nothing at this address").into_response()
+    }
+}
+
+async fn method_not_allowed(uri: Uri, headers: HeaderMap) -> Response {
+    if wants_page(&uri, &headers) {
+        pages::PageError::MethodNotAllowed.into_response()
+    } else {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this address does not take this method",
+        )
+        .into_response()
+    }
 }

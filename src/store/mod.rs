@@ -24,7 +24,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::audit::AuditEvent;
+use crate::audit::chain::{AuditAnchor, AuditRecord};
+use crate::audit::{AuditEvent, AuditFilter};
+
+/// Computes an audit event's MAC from the previous one's.
+pub type Seal = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync;
+/// Computes the pruning anchor's MAC from the last pruned event's id and MAC.
+pub type SealAnchor = dyn Fn(i64, &[u8]) -> Vec<u8> + Send + Sync;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -400,6 +406,21 @@ pub trait Store: Send + Sync + 'static {
     /// Gives back a reserved attempt (the password was right: it was no failure).
     async fn refund_password_attempt(&self, keys: &[ThrottleKey]) -> StoreResult<()>;
 
+    /// Lists sessions (all, or one account's), newest first.
+    async fn list_sessions(&self, user: Option<UserId>) -> StoreResult<Vec<Session>>;
+    async fn delete_session_by_id(&self, id: SessionId) -> StoreResult<Option<Session>>;
+    /// Answers when the database does.
+    async fn ping(&self) -> StoreResult<()>;
+
     // Audit.
-    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Appends an event to the chain. `seal` is given the previous event's MAC (the pruning anchor's when the table
+    /// is empty, nothing for the very first event) and returns this event's; the store serialises appends so every
+    /// event follows exactly one other.
+    async fn record_audit(&self, event: &AuditEvent, seal: &Seal) -> StoreResult<()>;
+    /// Events matching `filter`, oldest first.
+    async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
+    async fn audit_anchor(&self) -> StoreResult<Option<AuditAnchor>>;
+    /// Deletes the events older than `before_ms` and records the anchor (the last deleted event's id and MAC,
+    /// sealed by `seal_anchor`) so the rest still verifies. Returns how many were deleted.
+    async fn prune_audit(&self, before_ms: i64, seal_anchor: &SealAnchor) -> StoreResult<u64>;
 }

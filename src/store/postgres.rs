@@ -20,6 +20,8 @@ impl Backend for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const LOCK_USER: Option<&'static str> = Some("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE");
 
+    const LOCK_AUDIT: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(2454021987)");
+
     fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
         result.rows_affected()
     }

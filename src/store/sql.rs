@@ -19,7 +19,8 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 
 use super::*;
-use crate::audit::AuditEvent;
+use crate::audit::chain::{AuditAnchor, AuditRecord};
+use crate::audit::{AuditEvent, AuditFilter};
 
 /// What differs between the databases, beyond connecting: two statements, and where a statement's row count is.
 pub trait Backend: Database {
@@ -29,6 +30,9 @@ pub trait Backend: Database {
     /// transactions on one account never interleave. `None` where [`Backend::BEGIN_WRITE`] already serialises every
     /// writer.
     const LOCK_USER: Option<&'static str>;
+    /// Run first in a transaction that appends to the audit chain, so appends from several instances queue. `None`
+    /// where [`Backend::BEGIN_WRITE`] already serialises every writer.
+    const LOCK_AUDIT: Option<&'static str>;
     /// Rows a statement inserted, changed or deleted.
     fn rows_affected(result: &Self::QueryResult) -> u64;
 }
@@ -176,6 +180,11 @@ where
     for<'r> User: FromRow<'r, DB::Row>,
     for<'r> Session: FromRow<'r, DB::Row>,
     for<'r> UserSummary: FromRow<'r, DB::Row>,
+    for<'r> AuditRecord: FromRow<'r, DB::Row>,
+    for<'r> AuditAnchor: FromRow<'r, DB::Row>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    for<'r> Option<Vec<u8>>: Decode<'r, DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
 {
     async fn create_user(&self, username: &str, password_hash: &str, now: i64) -> StoreResult<UserId> {
         self.bounded(async {
@@ -789,26 +798,151 @@ where
         .await
     }
 
-    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+    async fn list_sessions(&self, user: Option<UserId>) -> StoreResult<Vec<Session>> {
         self.bounded(async {
-            let at_ms = i64::try_from(event.at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-            sqlx::query(
-                "INSERT INTO audit_events \
-                     (at_ms, flow_id, user_id, username, client_addr, user_agent, event, method, outcome) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(at_ms)
-            .bind(event.flow_id.as_deref())
-            .bind(event.user_id)
-            .bind(event.username.as_deref())
-            .bind(event.requester.client_addr.as_deref())
-            .bind(event.requester.user_agent.as_deref())
-            .bind(event.event.as_str())
-            .bind(event.method)
-            .bind(event.outcome.as_str())
-            .execute(&self.pool)
-            .await?;
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE ($1 IS NULL OR s.user_id = $1) ORDER BY s.created_at DESC, s.id DESC"
+            );
+            Ok(sqlx::query_as(&sql).bind(user).fetch_all(&self.pool).await?)
+        })
+        .await
+    }
+
+    async fn delete_session_by_id(&self, id: SessionId) -> StoreResult<Option<Session>> {
+        self.bounded(async {
+            let mut tx = self.write().await?;
+            let sql =
+                format!("SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1");
+            let session: Option<Session> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
+            let deleted = sqlx::query("DELETE FROM sessions WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(session.filter(|_| DB::rows_affected(&deleted) == 1))
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.bounded(async {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn record_audit(&self, event: &AuditEvent, seal: &Seal) -> StoreResult<()> {
+        self.bounded(async {
+            let mut tx = self.write().await?;
+            // Appends form one chain across all instances: each takes the chain's lock before reading its end.
+            if let Some(lock) = DB::LOCK_AUDIT {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
+            let last: Option<Option<Vec<u8>>> =
+                sqlx::query_scalar("SELECT mac FROM audit_events ORDER BY id DESC LIMIT 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let prev = match last {
+                Some(mac) => mac.unwrap_or_default(),
+                None => sqlx::query_scalar("SELECT last_mac FROM audit_anchor WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or_default(),
+            };
+            let mac = seal(&prev);
+            let content = event.content();
+            sqlx::query(
+                "INSERT INTO audit_events (at_ms, flow_id, user_id, username, client_addr, user_agent, event, \
+                     method, outcome, prev_mac, mac) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(content.at_ms)
+            .bind(content.flow_id)
+            .bind(content.user_id)
+            .bind(content.username)
+            .bind(content.client_addr)
+            .bind(content.user_agent)
+            .bind(content.event)
+            .bind(content.method)
+            .bind(content.outcome)
+            .bind(prev.as_slice())
+            .bind(mac.as_slice())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
+        self.bounded(async {
+            Ok(sqlx::query_as(
+                "SELECT id, at_ms, flow_id, user_id, username, client_addr, user_agent, event, method, outcome, \
+                     prev_mac, mac \
+                 FROM audit_events \
+                 WHERE ($1 IS NULL OR username = $1) AND ($2 IS NULL OR at_ms >= $2) \
+                     AND ($3 IS NULL OR at_ms < $3) AND ($4 IS NULL OR event = $4) \
+                     AND ($5 IS NULL OR outcome = $5) AND ($6 IS NULL OR flow_id = $6) \
+                 ORDER BY id",
+            )
+            .bind(filter.username.as_deref())
+            .bind(filter.since_ms)
+            .bind(filter.until_ms)
+            .bind(filter.event.as_deref())
+            .bind(filter.outcome.as_deref())
+            .bind(filter.flow_id.as_deref())
+            .fetch_all(&self.pool)
+            .await?)
+        })
+        .await
+    }
+
+    async fn audit_anchor(&self) -> StoreResult<Option<AuditAnchor>> {
+        self.bounded(async {
+            Ok(
+                sqlx::query_as("SELECT last_id, last_mac, mac FROM audit_anchor WHERE id = 1")
+                    .fetch_optional(&self.pool)
+                    .await?,
+            )
+        })
+        .await
+    }
+
+    async fn prune_audit(&self, before_ms: i64, seal_anchor: &SealAnchor) -> StoreResult<u64> {
+        self.bounded(async {
+            let mut tx = self.write().await?;
+            if let Some(lock) = DB::LOCK_AUDIT {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
+            let last: Option<(i64, Option<Vec<u8>>)> =
+                sqlx::query_as("SELECT id, mac FROM audit_events WHERE at_ms < $1 ORDER BY id DESC LIMIT 1")
+                    .bind(before_ms)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((last_id, last_mac)) = last else {
+                return Ok(0);
+            };
+            let last_mac = last_mac.unwrap_or_default();
+            let mac = seal_anchor(last_id, &last_mac);
+            sqlx::query(
+                "INSERT INTO audit_anchor (id, last_id, last_mac, mac) VALUES (1, $1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET last_id = excluded.last_id, last_mac = excluded.last_mac, \
+                     mac = excluded.mac",
+            )
+            .bind(last_id)
+            .bind(last_mac.as_slice())
+            .bind(mac.as_slice())
+            .execute(&mut *tx)
+            .await?;
+            let deleted = sqlx::query("DELETE FROM audit_events WHERE id <= $1")
+                .bind(last_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(DB::rows_affected(&deleted))
         })
         .await
     }

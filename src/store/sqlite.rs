@@ -19,6 +19,8 @@ impl Backend for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const LOCK_USER: Option<&'static str> = None;
 
+    const LOCK_AUDIT: Option<&'static str> = None;
+
     fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         result.rows_affected()
     }

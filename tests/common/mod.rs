@@ -410,6 +410,17 @@ impl TestApp {
         .await
     }
 
+    /// Runs `work` with the server's login flow on the server's runtime (for operator actions under the test clock).
+    pub async fn on_server<F, Fut, T>(&self, work: F) -> T
+    where
+        F: FnOnce(Arc<twofold::flow::Flow>) -> Fut,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let future = work(self.state.flow.clone());
+        self.runtime.spawn(future).await.expect("join")
+    }
+
     /// Creates a user through the same code path as `twofold user add`, on the server's runtime.
     pub async fn add_user(&self, username: &str, password: &str) {
         let flow = self.state.flow.clone();

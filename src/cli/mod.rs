@@ -1,4 +1,6 @@
-//! The command line: `twofold serve` and the operator's `twofold user ...` commands.
+//! The command line: `twofold serve` and the operator's commands (`user`, `session`, `audit`, `diagram`).
+
+mod operator;
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -32,6 +34,25 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// List or end sessions.
+    Session {
+        #[command(subcommand)]
+        command: operator::SessionCommand,
+    },
+    /// Read the audit trail (filters below), verify it, or draw one login attempt.
+    #[command(args_conflicts_with_subcommands = true)]
+    Audit {
+        #[command(subcommand)]
+        command: Option<operator::AuditCommand>,
+        #[command(flatten)]
+        filter: operator::AuditArgs,
+    },
+    /// Print the login flow this build implements as a sequence diagram.
+    Diagram {
+        /// mermaid or zenuml
+        #[arg(long, default_value = "mermaid")]
+        format: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,6 +73,8 @@ enum UserCommand {
     Unlock { name: String },
     /// Delete a user with their sessions and codes.
     Delete { name: String },
+    /// Show a user's second factors, recovery codes left, last sign-in, lock state and sessions.
+    Show { name: String },
 }
 
 /// Runs the command line; the exit code is 2 for a configuration problem and 1 for any other failure.
@@ -67,13 +90,17 @@ pub fn run() -> ExitCode {
     // The operator's one-shot commands print their own result; the log only speaks up for problems.
     let level = match cli.command {
         Command::Serve => config.log.as_str(),
-        Command::User { .. } => "warn",
+        _ => "warn",
     };
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if config.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -94,14 +121,17 @@ pub fn run() -> ExitCode {
 }
 
 async fn execute(command: Command, config: Config) -> Result<(), String> {
+    let flow = || async {
+        app::open_flow(&config, Arc::new(SystemClock))
+            .await
+            .map_err(|e| e.to_string())
+    };
     match command {
         Command::Serve => serve(config).await,
-        Command::User { command } => {
-            let flow = app::open_flow(&config, Arc::new(SystemClock))
-                .await
-                .map_err(|e| e.to_string())?;
-            user(&flow, command).await.map_err(|e| e.to_string())
-        }
+        Command::Diagram { format } => operator::diagram(&format),
+        Command::User { command } => user(&*flow().await?, command).await.map_err(|e| e.to_string()),
+        Command::Session { command } => operator::session(&*flow().await?, command).await,
+        Command::Audit { command, filter } => operator::audit(&*flow().await?, command, filter).await,
     }
 }
 
@@ -183,6 +213,7 @@ async fn user(flow: &Flow, command: UserCommand) -> Result<(), FlowError> {
             flow.unlock(&name).await?;
             println!("unlocked the second factor of {name}");
         }
+        UserCommand::Show { name } => operator::show_user(&flow.user_details(&name).await?),
         UserCommand::Delete { name } => {
             flow.delete_user(&name).await?;
             println!("deleted user {name}");
@@ -191,7 +222,7 @@ async fn user(flow: &Flow, command: UserCommand) -> Result<(), FlowError> {
     Ok(())
 }
 
-fn timestamp(unix: i64) -> String {
+pub(crate) fn timestamp(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())

@@ -1,0 +1,255 @@
+//! The operator's view: `twofold audit` (list, verify, diagram), `twofold diagram`, `twofold session` and
+//! `twofold user show`. Output is for people by default and JSON lines where a program reads it.
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::timestamp;
+use crate::audit::chain::{AuditRecord, Verdict};
+use crate::audit::diagram::{flow_diagram, login_diagram, Format};
+use crate::audit::AuditFilter;
+use crate::flow::{Flow, Lock, UserDetails};
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the MAC chain; names the first edited, inserted or deleted event.
+    Verify,
+    /// Draw one login attempt (all events with this flow id) as a sequence diagram.
+    Diagram {
+        flow_id: String,
+        /// mermaid or zenuml
+        #[arg(long, default_value = "mermaid")]
+        format: String,
+    },
+    /// Delete events older than audit_retention now (the server also does this hourly).
+    Prune,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this user's events.
+    #[arg(long)]
+    user: Option<String>,
+    /// From this time: RFC 3339 (2026-11-21T08:00:00Z), a date (2026-11-21), or a duration ago (2h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Before this time, in the same forms as --since.
+    #[arg(long)]
+    until: Option<String>,
+    /// Only this event (login, second_factor, sms_send, logout, totp_setup, ...).
+    #[arg(long)]
+    event: Option<String>,
+    /// Only this outcome (success, invalid_credentials, invalid_code, replay, locked, ...).
+    #[arg(long)]
+    outcome: Option<String>,
+    /// Only the events of one login attempt.
+    #[arg(long)]
+    flow: Option<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// List live sessions (pending and signed in).
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// End a session by its id, or all sessions of a user.
+    Revoke {
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<i64>,
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+fn format_of(name: &str) -> Result<Format, String> {
+    Format::parse(name).ok_or_else(|| format!("--format takes mermaid or zenuml, not {name:?}"))
+}
+
+pub fn diagram(format: &str) -> Result<(), String> {
+    print!("{}", flow_diagram(format_of(format)?));
+    Ok(())
+}
+
+/// Unix milliseconds from an RFC 3339 time, a date (midnight UTC), or a duration before `now`.
+fn parse_time(flag: &str, text: &str, now: OffsetDateTime) -> Result<i64, String> {
+    let millis = |t: OffsetDateTime| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(millis(at));
+    }
+    let day = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(date) = time::Date::parse(text, &day) {
+        return Ok(millis(date.midnight().assume_utc()));
+    }
+    if let Ok(ago) = humantime::parse_duration(text) {
+        let ago = time::Duration::try_from(ago).map_err(|e| e.to_string())?;
+        return Ok(millis(now - ago));
+    }
+    Err(format!(
+        "{flag} takes a time like 2026-11-21T08:00:00Z, a date like 2026-11-21, or a duration ago like 2h, not {text:?}"
+    ))
+}
+
+fn record_time(record: &AuditRecord) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(record.at_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| record.at_ms.to_string())
+}
+
+pub async fn audit(flow: &Flow, command: Option<AuditCommand>, args: AuditArgs) -> Result<(), String> {
+    match command {
+        Some(AuditCommand::Verify) => {
+            let verdict = flow.verify_audit().await.map_err(|e| e.to_string())?;
+            println!("{verdict}");
+            match verdict {
+                Verdict::Intact { .. } => Ok(()),
+                _ => Err("the audit trail has been tampered with".into()),
+            }
+        }
+        Some(AuditCommand::Diagram { flow_id, format }) => {
+            let format = format_of(&format)?;
+            let filter = AuditFilter {
+                flow_id: Some(flow_id.clone()),
+                ..AuditFilter::default()
+            };
+            let events = flow.audit_events(&filter).await.map_err(|e| e.to_string())?;
+            if events.is_empty() {
+                return Err(format!("no audit events have the flow id {flow_id:?}"));
+            }
+            print!("{}", login_diagram(&flow_id, &events, format));
+            Ok(())
+        }
+        Some(AuditCommand::Prune) => {
+            let pruned = flow.prune_audit().await.map_err(|e| e.to_string())?;
+            println!("pruned {pruned} audit events");
+            Ok(())
+        }
+        None => list(flow, args).await,
+    }
+}
+
+async fn list(flow: &Flow, args: AuditArgs) -> Result<(), String> {
+    let now = OffsetDateTime::now_utc();
+    let filter = AuditFilter {
+        username: args.user.map(|u| u.to_ascii_lowercase()),
+        since_ms: args.since.map(|t| parse_time("--since", &t, now)).transpose()?,
+        until_ms: args.until.map(|t| parse_time("--until", &t, now)).transpose()?,
+        event: args.event,
+        outcome: args.outcome,
+        flow_id: args.flow,
+    };
+    let events = flow.audit_events(&filter).await.map_err(|e| e.to_string())?;
+    for event in &events {
+        if args.json {
+            let line = json!({
+                "id": event.id,
+                "time": record_time(event),
+                "flow_id": event.flow_id,
+                "user": event.username,
+                "client_addr": event.client_addr,
+                "user_agent": event.user_agent,
+                "event": event.event,
+                "method": event.method,
+                "outcome": event.outcome,
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "{:<30} {:<26} {:<22} {:<14} {:<24} {:<16} {}",
+                record_time(event),
+                event.event,
+                event.outcome,
+                event.method.as_deref().unwrap_or("-"),
+                event.username.as_deref().unwrap_or("-"),
+                event.client_addr.as_deref().unwrap_or("-"),
+                event.flow_id.as_deref().unwrap_or("-"),
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn session(flow: &Flow, command: SessionCommand) -> Result<(), String> {
+    match command {
+        SessionCommand::List { user } => {
+            let sessions = flow.list_sessions(user.as_deref()).await.map_err(|e| e.to_string())?;
+            println!(
+                "{:>6} {:<24} {:<8} {:<14} {:<26} {:<26} CLIENT",
+                "ID", "USER", "STATE", "FACTOR", "STARTED", "LAST SEEN"
+            );
+            for s in sessions {
+                println!(
+                    "{:>6} {:<24} {:<8} {:<14} {:<26} {:<26} {}",
+                    s.id.0,
+                    s.username,
+                    s.state.0.as_str(),
+                    s.second_factor.as_deref().unwrap_or("-"),
+                    timestamp(s.created_at),
+                    timestamp(s.last_seen_at),
+                    s.client_addr.as_deref().unwrap_or("-"),
+                );
+            }
+            Ok(())
+        }
+        SessionCommand::Revoke { id, user } => {
+            match (id, user) {
+                (Some(id), _) => {
+                    flow.revoke_session(id).await.map_err(|e| e.to_string())?;
+                    println!("ended session {id}");
+                }
+                (None, Some(user)) => {
+                    let ended = flow.revoke_user_sessions(&user).await.map_err(|e| e.to_string())?;
+                    println!("ended {ended} sessions of {user}");
+                }
+                (None, None) => return Err("give a session id or --user NAME".into()),
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn show_user(user: &UserDetails) {
+    let lock = match user.lock {
+        Lock::Open => "none".to_owned(),
+        Lock::Until(until) => format!("second factor locked until {}", timestamp(until)),
+        Lock::UntilUnlocked => "second factor locked until `twofold user unlock`".to_owned(),
+    };
+    println!("user:                  {}", user.username);
+    println!("created:               {}", timestamp(user.created_at));
+    println!("authenticator app:     {}", if user.totp { "yes" } else { "no" });
+    println!("sms:                   {}", user.sms_phone.as_deref().unwrap_or("no"));
+    println!("recovery codes left:   {}", user.recovery_codes_left);
+    println!(
+        "last sign-in:          {}",
+        user.last_login_at.map(timestamp).unwrap_or_else(|| "never".into())
+    );
+    println!("consecutive failures:  {}", user.consecutive_failures);
+    println!("lock:                  {lock}");
+    println!("live sessions:         {}", user.sessions);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_in_three_forms() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        assert_eq!(
+            parse_time("--since", "2027-01-15T08:00:00Z", now),
+            Ok(1_800_000_000_000)
+        );
+        assert_eq!(parse_time("--since", "2027-01-15", now), Ok(1_799_971_200_000));
+        assert_eq!(parse_time("--since", "2h", now), Ok(1_800_000_000_000 - 7_200_000));
+        assert!(parse_time("--since", "yesterdayish", now)
+            .unwrap_err()
+            .contains("--since"));
+    }
+}

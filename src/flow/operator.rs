@@ -1,0 +1,142 @@
+//! What the operator's command line asks of the flow: the audit trail (listing, verifying, pruning, one login's
+//! events), a user's state, sessions and revoking them, and whether the database answers.
+
+use super::{limits, Flow, FlowError, FlowResult, Username};
+use crate::audit::chain::{self, AuditRecord, Verdict};
+use crate::audit::{AuditFilter, Event, Outcome, Requester};
+use crate::store::{Session, SessionId, User};
+
+/// The state of an account's second-factor lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    Open,
+    Until(i64),
+    UntilUnlocked,
+}
+
+/// `twofold user show`.
+#[derive(Debug, Clone)]
+pub struct UserDetails {
+    pub username: String,
+    pub created_at: i64,
+    pub totp: bool,
+    pub sms_phone: Option<String>,
+    pub recovery_codes_left: i64,
+    pub last_login_at: Option<i64>,
+    pub consecutive_failures: i64,
+    pub lock: Lock,
+    pub sessions: usize,
+}
+
+impl Flow {
+    pub async fn audit_events(&self, filter: &AuditFilter) -> FlowResult<Vec<AuditRecord>> {
+        Ok(self.store.audit_events(filter).await?)
+    }
+
+    /// Checks the whole trail's MAC chain.
+    pub async fn verify_audit(&self) -> FlowResult<Verdict> {
+        let anchor = self.store.audit_anchor().await?;
+        let events = self.store.audit_events(&AuditFilter::default()).await?;
+        Ok(chain::verify(&self.keys, anchor.as_ref(), &events))
+    }
+
+    /// Deletes events older than the retention period, keeping the chain verifiable.
+    pub async fn prune_audit(&self) -> FlowResult<u64> {
+        let now_ms = i64::try_from(self.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        let before_ms = now_ms.saturating_sub(self.settings.audit_retention_seconds.saturating_mul(1000));
+        let keys = self.keys.clone();
+        let seal = move |last_id: i64, last_mac: &[u8]| chain::anchor_mac(&keys, last_id, last_mac);
+        Ok(self.store.prune_audit(before_ms, &seal).await?)
+    }
+
+    pub(super) async fn user_named(&self, username: &str) -> FlowResult<User> {
+        let name = Username::parse(username).ok_or_else(|| FlowError::NoSuchUser(username.to_owned()))?;
+        self.store
+            .user_by_name(name.as_str())
+            .await?
+            .ok_or_else(|| FlowError::NoSuchUser(username.to_owned()))
+    }
+
+    pub async fn user_details(&self, username: &str) -> FlowResult<UserDetails> {
+        let user = self.user_named(username).await?;
+        let now = self.now_unix();
+        let lock = match user.second_factor_locked_until {
+            _ if user.second_factor_failures >= limits::SECOND_FACTOR.hard_cap => Lock::UntilUnlocked,
+            Some(until) if until > now => Lock::Until(until),
+            _ => Lock::Open,
+        };
+        let sessions = self.store.list_sessions(Some(user.id)).await?.len();
+        Ok(UserDetails {
+            username: user.username.clone(),
+            created_at: user.created_at,
+            totp: user.totp_secret.is_some(),
+            sms_phone: self.masked_phone(&user)?,
+            recovery_codes_left: user.recovery_codes_left,
+            last_login_at: user.last_login_at,
+            consecutive_failures: user.second_factor_failures,
+            lock,
+            sessions,
+        })
+    }
+
+    /// Sessions that are still alive, of one user or all.
+    pub async fn list_sessions(&self, username: Option<&str>) -> FlowResult<Vec<Session>> {
+        let user = match username {
+            Some(name) => Some(self.user_named(name).await?.id),
+            None => None,
+        };
+        let now = self.now_unix();
+        let idle = self.settings.session_idle_seconds;
+        Ok(self
+            .store
+            .list_sessions(user)
+            .await?
+            .into_iter()
+            .filter(|s| {
+                s.expires_at > now && (s.state.0 == crate::store::SessionState::Pending || s.last_seen_at + idle > now)
+            })
+            .collect())
+    }
+
+    /// Ends one session by its id (as `session list` shows it).
+    pub async fn revoke_session(&self, id: i64) -> FlowResult<()> {
+        let session = self
+            .store
+            .delete_session_by_id(SessionId(id))
+            .await?
+            .ok_or(FlowError::NoSuchSession(id))?;
+        let who = Requester::command_line();
+        let subject = Some((session.user_id, session.username.as_str()));
+        self.audit(
+            Event::SessionRevoke,
+            Outcome::Success,
+            &who,
+            subject,
+            Some(&session.flow_id),
+            None,
+        )
+        .await
+    }
+
+    /// Ends every session of a user; returns how many ended.
+    pub async fn revoke_user_sessions(&self, username: &str) -> FlowResult<u64> {
+        let user = self.user_named(username).await?;
+        let ended = self.store.delete_user_sessions(user.id, None).await?;
+        let who = Requester::command_line();
+        self.audit(
+            Event::SessionRevoke,
+            Outcome::Success,
+            &who,
+            Some((user.id, &user.username)),
+            None,
+            None,
+        )
+        .await?;
+        Ok(ended)
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ready(&self) -> FlowResult<()> {
+        Ok(self.store.ping().await?)
+    }
+}

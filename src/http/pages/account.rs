@@ -1,0 +1,346 @@
+//! The signed-in pages: the dashboard (`/`) and the security settings (`/settings/security`), where a person sets
+//! up or removes an authenticator app and gets recovery codes. The same flow calls as the JSON API's `/auth/session`,
+//! `/auth/2fa…` endpoints, with the same rules (a recent sign-in to change anything, a current code to remove).
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::csrf::{FormToken, Protected};
+use super::return_to::ReturnTo;
+use super::templates::{DashboardPage, Layout, RecoveryCodesFile, RecoveryCodesPage, SecurityPage, TotpSetupPage};
+use super::{add_page_headers, html, human_time, machine_time, see_other, sentence, PageError, PageQuery};
+use crate::crypto::SessionToken;
+use crate::flow::TotpSetup;
+use crate::flow::{FlowError, Method, SessionView};
+use crate::http::extract::{Client, SessionCookie};
+use crate::http::AppState;
+use crate::otp::{RecoveryCode, RECOVERY_CODES_PER_SET};
+
+const SECURITY: &str = "/settings/security";
+
+/// What the security page reports after a change; a closed list, so the query string cannot put words on the page.
+#[derive(Clone, Copy)]
+enum SecurityNotice {
+    Welcome,
+    TotpOn,
+    TotpRemoved,
+}
+
+impl SecurityNotice {
+    fn parse(raw: Option<&str>) -> Option<Self> {
+        match raw? {
+            "welcome" => Some(Self::Welcome),
+            "totp_on" => Some(Self::TotpOn),
+            "totp_removed" => Some(Self::TotpRemoved),
+            _ => None,
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Self::Welcome => "Your account is ready. Protect it now: set up an authenticator app below.",
+            Self::TotpOn => "Your authenticator app is on. Your recovery codes stay as they were.",
+            Self::TotpRemoved => "The authenticator app was removed, and your recovery codes with it.",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SecurityQuery {
+    notice: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    code: String,
+}
+
+#[derive(Deserialize)]
+pub struct NoFields {}
+
+#[derive(Deserialize)]
+pub struct DownloadForm {
+    codes: String,
+}
+
+/// The full session of this request, or where the browser goes instead: a pending sign-in to its second step, anyone
+/// else to the sign-in page, coming back to `here` afterwards.
+async fn signed_in(state: &AppState, token: Option<&SessionToken>, here: &str) -> Result<SessionView, PageError> {
+    match state.flow.session(token).await {
+        Ok(view) => Ok(view),
+        Err(FlowError::Unauthenticated) => {
+            let step = if state.flow.pending_login(token).await?.is_some() {
+                "/login/2fa"
+            } else {
+                "/login"
+            };
+            Err(PageError::Redirect(ReturnTo::carried(
+                ReturnTo::parse(here).as_ref(),
+                step,
+            )))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn layout(state: &AppState, form: &FormToken, view: &SessionView, title: &'static str, here: &'static str) -> Layout {
+    Layout {
+        site_name: state.web.site_name.clone(),
+        title,
+        here,
+        user: Some(view.username.clone()),
+        form_token: form.token.clone(),
+    }
+}
+
+fn factor_name(factor: Option<&str>) -> &'static str {
+    match factor.and_then(Method::parse) {
+        Some(Method::Totp) => "Authenticator app",
+        Some(Method::Sms) => "Text message (SMS)",
+        Some(Method::RecoveryCode) => "Recovery code",
+        None => "None (password only)",
+    }
+}
+
+pub async fn dashboard(
+    State(state): State<AppState>,
+    SessionCookie(token): SessionCookie,
+    form: FormToken,
+) -> Result<Response, PageError> {
+    let view = signed_in(&state, token.as_ref(), "/").await?;
+    let status = state.flow.second_factor_status(token.as_ref()).await?;
+    Ok(html(
+        StatusCode::OK,
+        &DashboardPage {
+            layout: layout(&state, &form, &view, "Dashboard", "/"),
+            username: view.username.clone(),
+            since: human_time(view.authenticated_at),
+            since_machine: machine_time(view.authenticated_at),
+            second_factor: factor_name(view.second_factor.as_deref()),
+            has_second_factor: status.totp,
+            notices: view.notices.clone(),
+        },
+    ))
+}
+
+/// The security page for `view`, with a notice or an error.
+async fn security_view(
+    state: &AppState,
+    token: Option<&SessionToken>,
+    form: &FormToken,
+    view: &SessionView,
+    status: StatusCode,
+    notice: Option<SecurityNotice>,
+    error: Option<String>,
+) -> Result<Response, PageError> {
+    let factors = state.flow.second_factor_status(token).await?;
+    Ok(html(
+        status,
+        &SecurityPage {
+            layout: layout(state, form, view, "Security", SECURITY),
+            totp: factors.totp,
+            recovery_codes_left: factors.recovery_codes_left,
+            recovery_codes_per_set: RECOVERY_CODES_PER_SET,
+            may_change: state.flow.may_change_factors(view),
+            notice: notice.map(SecurityNotice::message),
+            error,
+        },
+    ))
+}
+
+pub async fn security_page(
+    State(state): State<AppState>,
+    SessionCookie(token): SessionCookie,
+    form: FormToken,
+    PageQuery(query): PageQuery<SecurityQuery>,
+) -> Result<Response, PageError> {
+    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
+    let notice = SecurityNotice::parse(query.notice.as_deref());
+    security_view(&state, token.as_ref(), &form, &view, StatusCode::OK, notice, None).await
+}
+
+/// Starts setting up an authenticator app, then shows it on its own page (so a reload does not start over).
+pub async fn totp_setup(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+    Protected(NoFields {}): Protected<NoFields>,
+) -> Result<Response, PageError> {
+    signed_in(&state, token.as_ref(), SECURITY).await?;
+    state.flow.totp_setup(token.as_ref(), &who).await?;
+    Ok(see_other("/settings/security/totp"))
+}
+
+fn totp_setup_view(
+    state: &AppState,
+    form: &FormToken,
+    view: &SessionView,
+    status: StatusCode,
+    setup: TotpSetup,
+    error: Option<String>,
+) -> Response {
+    // The document's XML declaration has no place inside HTML; the `<svg>` element is all the page needs.
+    let qr_svg = setup
+        .qr_svg
+        .find("<svg")
+        .map_or(setup.qr_svg.as_str(), |start| &setup.qr_svg[start..])
+        .to_owned();
+    let secret = setup
+        .secret
+        .as_bytes()
+        .chunks(4)
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join(" ");
+    html(
+        status,
+        &TotpSetupPage {
+            layout: layout(state, form, view, "Set up an authenticator app", SECURITY),
+            qr_svg,
+            secret,
+            account: format!("{} ({})", state.web.site_name, view.username),
+            error,
+        },
+    )
+}
+
+pub async fn totp_setup_page(
+    State(state): State<AppState>,
+    SessionCookie(token): SessionCookie,
+    form: FormToken,
+) -> Result<Response, PageError> {
+    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
+    match state.flow.totp_setup_in_progress(token.as_ref()).await? {
+        Some(setup) => Ok(totp_setup_view(&state, &form, &view, StatusCode::OK, setup, None)),
+        None => Ok(see_other(SECURITY)),
+    }
+}
+
+pub async fn totp_confirm(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+    form: FormToken,
+    Protected(body): Protected<CodeForm>,
+) -> Result<Response, PageError> {
+    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
+    let (status, error) = match state.flow.totp_confirm(token.as_ref(), &body.code, &who).await {
+        Ok(codes) if codes.is_empty() => return Ok(see_other("/settings/security?notice=totp_on")),
+        Ok(codes) => return Ok(recovery_codes_view(&state, &form, &view, codes, true)),
+        Err(FlowError::InvalidCode(_)) => (
+            StatusCode::UNAUTHORIZED,
+            "That code is not right. Check that the phone's clock is correct, then enter the newest code the app \
+             shows."
+                .to_owned(),
+        ),
+        Err(error @ FlowError::BadRequest(_)) => (StatusCode::BAD_REQUEST, sentence(&error.to_string())),
+        Err(error) => return Err(error.into()),
+    };
+    match state.flow.totp_setup_in_progress(token.as_ref()).await? {
+        Some(setup) => Ok(totp_setup_view(&state, &form, &view, status, setup, Some(error))),
+        None => Ok(see_other(SECURITY)),
+    }
+}
+
+pub async fn totp_remove(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+    form: FormToken,
+    Protected(body): Protected<CodeForm>,
+) -> Result<Response, PageError> {
+    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
+    let status = match state.flow.totp_remove(token.as_ref(), &body.code, &who).await {
+        Ok(()) => return Ok(see_other("/settings/security?notice=totp_removed")),
+        Err(FlowError::InvalidCode(_)) => StatusCode::UNAUTHORIZED,
+        Err(FlowError::BadRequest(_)) => StatusCode::BAD_REQUEST,
+        Err(error) => return Err(error.into()),
+    };
+    let error = "That code is not right, so the authenticator app is still on. Enter the newest code it shows.";
+    security_view(&state, token.as_ref(), &form, &view, status, None, Some(error.into())).await
+}
+
+fn recovery_codes_view(
+    state: &AppState,
+    form: &FormToken,
+    view: &SessionView,
+    codes: Vec<String>,
+    first_set: bool,
+) -> Response {
+    html(
+        StatusCode::OK,
+        &RecoveryCodesPage {
+            layout: layout(state, form, view, "Recovery codes", SECURITY),
+            codes,
+            first_set,
+        },
+    )
+}
+
+pub async fn regenerate_recovery_codes(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+    form: FormToken,
+    Protected(NoFields {}): Protected<NoFields>,
+) -> Result<Response, PageError> {
+    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
+    match state.flow.regenerate_recovery_codes(token.as_ref(), &who).await {
+        Ok(codes) => Ok(recovery_codes_view(&state, &form, &view, codes, false)),
+        Err(error @ FlowError::BadRequest(_)) => {
+            let message = sentence(&error.to_string());
+            security_view(
+                &state,
+                token.as_ref(),
+                &form,
+                &view,
+                StatusCode::BAD_REQUEST,
+                None,
+                Some(message),
+            )
+            .await
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The codes the recovery-codes page shows, sent back as a text file: the page has them and the server keeps none,
+/// so the form carries them. Only well-formed codes are echoed, never arbitrary text.
+pub async fn download_recovery_codes(
+    State(state): State<AppState>,
+    SessionCookie(token): SessionCookie,
+    Protected(body): Protected<DownloadForm>,
+) -> Result<Response, PageError> {
+    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
+    let codes = body
+        .codes
+        .split_whitespace()
+        .map(|raw| RecoveryCode::parse(raw).map(|code| code.display()))
+        .collect::<Option<Vec<_>>>()
+        .filter(|codes| !codes.is_empty() && codes.len() <= RECOVERY_CODES_PER_SET)
+        .ok_or_else(|| PageError::BadRequest("These are not recovery codes.".into()))?;
+    let file = RecoveryCodesFile {
+        site_name: state.web.site_name.clone(),
+        username: view.username,
+        codes,
+    };
+    let text = askama::Template::render(&file).map_err(|_| PageError::Internal)?;
+    let mut response = (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"recovery-codes.txt\""),
+            ),
+        ],
+        text,
+    )
+        .into_response();
+    add_page_headers(response.headers_mut());
+    Ok(response)
+}

@@ -1,0 +1,426 @@
+//! Signing in and out, and registering: `/login`, `/login/2fa`, `/logout`, `/register`. The same flow calls as
+//! `POST /auth/login`, `/auth/verify-2fa`, `/auth/logout` and `/auth/register`, with the same cookie.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::csrf::{FormToken, Protected};
+use super::return_to::ReturnTo;
+use super::templates::{Layout, LoginPage, MethodChoice, RegisterPage, SecondStepPage};
+use super::{html, see_other, sentence, with_cookie, PageError, PageQuery};
+use crate::flow::{limits, FlowError, LoginOutcome, Method, PendingLogin};
+use crate::http::cookies;
+use crate::http::extract::{Client, SessionCookie};
+use crate::http::AppState;
+
+/// Why the sign-in page is shown again; a closed list, so the query string cannot put words on the page.
+#[derive(Clone, Copy)]
+enum LoginNotice {
+    SignedOut,
+    SignInAgain,
+    Expired,
+    TriesUsed,
+}
+
+impl LoginNotice {
+    fn parse(raw: Option<&str>) -> Option<Self> {
+        match raw? {
+            "signed_out" => Some(Self::SignedOut),
+            "sign_in_again" => Some(Self::SignInAgain),
+            "expired" => Some(Self::Expired),
+            "tries_used" => Some(Self::TriesUsed),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::SignedOut => "signed_out",
+            Self::SignInAgain => "sign_in_again",
+            Self::Expired => "expired",
+            Self::TriesUsed => "tries_used",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Self::SignedOut => "You have signed out.",
+            Self::SignInAgain => "You have signed out. Sign in again to continue.",
+            Self::Expired => "That sign-in was not finished in time. Please sign in again.",
+            Self::TriesUsed => "That sign-in has used all its tries for a code. Please sign in again.",
+        }
+    }
+
+    /// The sign-in page showing this notice, coming back to `return_to` afterwards.
+    fn location(self, return_to: Option<&ReturnTo>) -> String {
+        let base = ReturnTo::carried(return_to, "/login");
+        let separator = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{separator}notice={}", self.as_str())
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    return_to: Option<String>,
+    notice: Option<String>,
+    method: Option<String>,
+}
+
+/// Username and password. No `Debug`: it would print the password.
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    return_to: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    method: String,
+    code: String,
+    return_to: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    return_to: Option<String>,
+}
+
+/// No `Debug`: it would print the password.
+#[derive(Deserialize)]
+pub struct RegisterForm {
+    username: String,
+    password: String,
+    password_again: String,
+}
+
+fn layout(state: &AppState, form: &FormToken, title: &'static str) -> Layout {
+    Layout {
+        site_name: state.web.site_name.clone(),
+        title,
+        here: "",
+        user: None,
+        form_token: form.token.clone(),
+    }
+}
+
+/// Where a browser that already has a session goes instead of a sign-in or registration page: a pending sign-in to
+/// its second step (the only page it may open), a signed-in one onward. `None` when it is signed out.
+async fn elsewhere(
+    state: &AppState,
+    token: Option<&crate::crypto::SessionToken>,
+    return_to: Option<&ReturnTo>,
+) -> Result<Option<String>, PageError> {
+    if state.flow.pending_login(token).await?.is_some() {
+        return Ok(Some(ReturnTo::carried(return_to, "/login/2fa")));
+    }
+    match state.flow.session(token).await {
+        Ok(_) => Ok(Some(ReturnTo::or_home(return_to).to_owned())),
+        Err(FlowError::Unauthenticated) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+struct LoginView<'a> {
+    username: String,
+    return_to: Option<&'a ReturnTo>,
+    notice: Option<LoginNotice>,
+    error: Option<String>,
+}
+
+fn login_view(state: &AppState, form: &FormToken, status: StatusCode, view: LoginView<'_>) -> Response {
+    form.attach(html(
+        status,
+        &LoginPage {
+            layout: layout(state, form, "Sign in"),
+            username: view.username,
+            return_to: view.return_to.map(|r| r.as_str().to_owned()),
+            notice: view.notice.map(LoginNotice::message),
+            error: view.error,
+            registration: state.flow.allows_registration(),
+        },
+    ))
+}
+
+pub async fn login_page(
+    State(state): State<AppState>,
+    SessionCookie(token): SessionCookie,
+    form: FormToken,
+    PageQuery(query): PageQuery<LoginQuery>,
+) -> Result<Response, PageError> {
+    let return_to = ReturnTo::from_field(query.return_to.as_deref());
+    if let Some(location) = elsewhere(&state, token.as_ref(), return_to.as_ref()).await? {
+        return Ok(see_other(&location));
+    }
+    Ok(login_view(
+        &state,
+        &form,
+        StatusCode::OK,
+        LoginView {
+            username: String::new(),
+            return_to: return_to.as_ref(),
+            notice: LoginNotice::parse(query.notice.as_deref()),
+            error: None,
+        },
+    ))
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    Client(who): Client,
+    form: FormToken,
+    Protected(body): Protected<LoginForm>,
+) -> Result<Response, PageError> {
+    let return_to = ReturnTo::from_field(body.return_to.as_deref());
+    let refused = |status: StatusCode, error: FlowError| {
+        login_view(
+            &state,
+            &form,
+            status,
+            LoginView {
+                username: body.username.clone(),
+                return_to: return_to.as_ref(),
+                notice: None,
+                error: Some(sentence(&error.to_string())),
+            },
+        )
+    };
+    Ok(match state.flow.login(&body.username, &body.password, &who).await {
+        Ok(LoginOutcome::Authenticated(token)) => with_cookie(
+            see_other(ReturnTo::or_home(return_to.as_ref())),
+            cookies::session(&state.web, &token, state.web.session_lifetime_seconds),
+        ),
+        Ok(LoginOutcome::SecondFactorRequired { token, .. }) => with_cookie(
+            see_other(&ReturnTo::carried(return_to.as_ref(), "/login/2fa")),
+            cookies::session(&state.web, &token, limits::PENDING_SESSION_SECONDS),
+        ),
+        Err(error @ FlowError::InvalidCredentials) => refused(StatusCode::UNAUTHORIZED, error),
+        // Only a username or password no account can have; saying so reveals nothing about accounts.
+        Err(error @ FlowError::BadRequest(_)) => refused(StatusCode::BAD_REQUEST, error),
+        Err(error) => return Err(error.into()),
+    })
+}
+
+/// How each method is offered on the second step. When SMS arrives, `Method` gains a variant and this match (and
+/// with it the page) must say how to offer it.
+fn method_label(method: Method) -> &'static str {
+    match method {
+        Method::Totp => "Use your authenticator app",
+        Method::Sms => "Get a code by text message",
+        Method::RecoveryCode => "Use a recovery code",
+    }
+}
+
+fn second_step_view(
+    state: &AppState,
+    form: &FormToken,
+    status: StatusCode,
+    pending: PendingLogin,
+    method: Method,
+    return_to: Option<&ReturnTo>,
+    error: Option<String>,
+) -> Response {
+    let others = pending
+        .methods
+        .iter()
+        .filter(|&&other| other != method)
+        .map(|&other| {
+            let path = ReturnTo::carried(return_to, "/login/2fa");
+            let separator = if path.contains('?') { '&' } else { '?' };
+            MethodChoice {
+                label: method_label(other),
+                href: format!("{path}{separator}method={}", other.as_str()),
+            }
+        })
+        .collect();
+    form.attach(html(
+        status,
+        &SecondStepPage {
+            layout: layout(state, form, "Two-step sign-in"),
+            username: pending.username,
+            method,
+            others,
+            return_to: return_to.map(|r| r.as_str().to_owned()),
+            error,
+        },
+    ))
+}
+
+/// The method asked for, if this sign-in can use it; else the first one it can.
+fn chosen_method(pending: &PendingLogin, asked: Option<&str>) -> Option<Method> {
+    asked
+        .and_then(Method::parse)
+        .filter(|method| pending.methods.contains(method))
+        .or_else(|| pending.methods.first().copied())
+}
+
+pub async fn second_step_page(
+    State(state): State<AppState>,
+    SessionCookie(token): SessionCookie,
+    form: FormToken,
+    PageQuery(query): PageQuery<LoginQuery>,
+) -> Result<Response, PageError> {
+    let return_to = ReturnTo::from_field(query.return_to.as_deref());
+    let Some(pending) = state.flow.pending_login(token.as_ref()).await? else {
+        return Ok(match state.flow.session(token.as_ref()).await {
+            Ok(_) => see_other(ReturnTo::or_home(return_to.as_ref())),
+            Err(_) => see_other(&ReturnTo::carried(return_to.as_ref(), "/login")),
+        });
+    };
+    // An operator removed the account's factors meanwhile: this sign-in cannot finish, so it starts over.
+    let Some(method) = chosen_method(&pending, query.method.as_deref()) else {
+        return Ok(with_cookie(
+            see_other(&LoginNotice::Expired.location(return_to.as_ref())),
+            cookies::cleared_session(&state.web),
+        ));
+    };
+    Ok(second_step_view(
+        &state,
+        &form,
+        StatusCode::OK,
+        pending,
+        method,
+        return_to.as_ref(),
+        None,
+    ))
+}
+
+pub async fn second_step(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+    form: FormToken,
+    Protected(body): Protected<CodeForm>,
+) -> Result<Response, PageError> {
+    let return_to = ReturnTo::from_field(body.return_to.as_deref());
+    let result = state
+        .flow
+        .verify_second_factor(token.as_ref(), &body.method, &body.code, &who)
+        .await;
+    let (status, error) = match result {
+        Ok(full) => {
+            return Ok(with_cookie(
+                see_other(ReturnTo::or_home(return_to.as_ref())),
+                cookies::session(&state.web, &full, state.web.session_lifetime_seconds),
+            ))
+        }
+        Err(error @ FlowError::InvalidCode(_)) => (StatusCode::UNAUTHORIZED, error),
+        Err(error @ FlowError::BadRequest(_)) => (StatusCode::BAD_REQUEST, error),
+        // The cookie is left alone: when a double-click sent the code twice, the first answer may have set a full
+        // session's cookie, which clearing it here would throw away (the sign-in page sends that one onward).
+        Err(FlowError::NoPendingLogin) => return Ok(see_other(&LoginNotice::Expired.location(return_to.as_ref()))),
+        Err(error) => return Err(error.into()),
+    };
+    // A wrong code can have ended the sign-in (its last try): then it starts over from the password.
+    let Some(pending) = state.flow.pending_login(token.as_ref()).await? else {
+        return Ok(with_cookie(
+            see_other(&LoginNotice::TriesUsed.location(return_to.as_ref())),
+            cookies::cleared_session(&state.web),
+        ));
+    };
+    let Some(method) = chosen_method(&pending, Some(&body.method)) else {
+        return Ok(with_cookie(
+            see_other(&LoginNotice::Expired.location(return_to.as_ref())),
+            cookies::cleared_session(&state.web),
+        ));
+    };
+    Ok(second_step_view(
+        &state,
+        &form,
+        status,
+        pending,
+        method,
+        return_to.as_ref(),
+        Some(sentence(&error.to_string())),
+    ))
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+    Protected(body): Protected<LogoutForm>,
+) -> Result<Response, PageError> {
+    state.flow.logout(token.as_ref(), &who).await?;
+    let return_to = ReturnTo::from_field(body.return_to.as_deref());
+    let notice = if return_to.is_some() {
+        LoginNotice::SignInAgain
+    } else {
+        LoginNotice::SignedOut
+    };
+    Ok(with_cookie(
+        see_other(&notice.location(return_to.as_ref())),
+        cookies::cleared_session(&state.web),
+    ))
+}
+
+fn register_view(
+    state: &AppState,
+    form: &FormToken,
+    status: StatusCode,
+    username: String,
+    error: Option<String>,
+) -> Response {
+    form.attach(html(
+        status,
+        &RegisterPage {
+            layout: layout(state, form, "Create an account"),
+            username,
+            error,
+        },
+    ))
+}
+
+pub async fn register_page(
+    State(state): State<AppState>,
+    SessionCookie(token): SessionCookie,
+    form: FormToken,
+) -> Result<Response, PageError> {
+    if !state.flow.allows_registration() {
+        return Err(PageError::NotFound);
+    }
+    if let Some(location) = elsewhere(&state, token.as_ref(), None).await? {
+        return Ok(see_other(&location));
+    }
+    Ok(register_view(&state, &form, StatusCode::OK, String::new(), None))
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    Client(who): Client,
+    form: FormToken,
+    Protected(body): Protected<RegisterForm>,
+) -> Result<Response, PageError> {
+    let refused = |status: StatusCode, message: String| {
+        register_view(&state, &form, status, body.username.clone(), Some(message))
+    };
+    if body.password != body.password_again {
+        return Ok(refused(
+            StatusCode::BAD_REQUEST,
+            "The two passwords are not the same; type them again.".into(),
+        ));
+    }
+    match state.flow.register(&body.username, &body.password, &who).await {
+        Ok(_) => {}
+        Err(error @ FlowError::UsernameTaken) => {
+            return Ok(refused(StatusCode::CONFLICT, sentence(&error.to_string())))
+        }
+        Err(error @ (FlowError::WeakPassword(_) | FlowError::InvalidUsername)) => {
+            return Ok(refused(StatusCode::BAD_REQUEST, sentence(&error.to_string())))
+        }
+        Err(error) => return Err(error.into()),
+    }
+    // A new account has no second factor yet, so this signs straight in; the security page invites setting one up.
+    Ok(match state.flow.login(&body.username, &body.password, &who).await? {
+        LoginOutcome::Authenticated(token) => with_cookie(
+            see_other("/settings/security?notice=welcome"),
+            cookies::session(&state.web, &token, state.web.session_lifetime_seconds),
+        ),
+        LoginOutcome::SecondFactorRequired { token, .. } => with_cookie(
+            see_other("/login/2fa"),
+            cookies::session(&state.web, &token, limits::PENDING_SESSION_SECONDS),
+        ),
+    })
+}

@@ -1,0 +1,601 @@
+//! The browser pages' server-side rules, without a browser: anti-forgery tokens, `return_to` kept on the site, a
+//! pending session confined to the second step, security headers, the error pages, and the pages sharing the JSON
+//! API's session cookie and limits. (The browser tests in `e2e/` drive the same pages in Chromium.)
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Options, Resp, TestApp, PASSWORD};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, ORIGIN, SET_COOKIE};
+
+const SESSION: &str = "twofold_session";
+
+/// Just enough of a browser: keeps the cookies it is given, follows no redirect, and posts forms.
+struct Browser<'a> {
+    app: &'a TestApp,
+    cookies: BTreeMap<String, String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Self {
+            app,
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    /// A browser holding a session cookie the JSON API handed out.
+    fn with_session(app: &'a TestApp, session: &str) -> Self {
+        let mut browser = Self::new(app);
+        browser.cookies.insert(SESSION.into(), session.into());
+        browser
+    }
+
+    fn session(&self) -> Option<&str> {
+        self.cookies.get(SESSION).map(String::as_str)
+    }
+
+    fn remember(&mut self, resp: &Resp) {
+        for header in resp.headers.get_all(SET_COOKIE) {
+            let header = header.to_str().expect("ASCII cookie");
+            let (pair, attributes) = header.split_once(';').unwrap_or((header, ""));
+            let (name, value) = pair.split_once('=').expect("name=value");
+            if value.is_empty() || attributes.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.into(), value.into());
+            }
+        }
+    }
+
+    fn request(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        // What Chromium sends when it navigates.
+        let request = request.header(
+            ACCEPT,
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        );
+        let cookies: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if cookies.is_empty() {
+            request
+        } else {
+            request.header(COOKIE, cookies.join("; "))
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Resp {
+        let resp = self.app.send(self.request(self.app.http.get(self.app.url(path)))).await;
+        self.remember(&resp);
+        resp
+    }
+
+    /// Posts exactly these fields (no token is added).
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Resp {
+        self.post_from(path, fields, None).await
+    }
+
+    async fn post_from(&mut self, path: &str, fields: &[(&str, &str)], origin: Option<&str>) -> Resp {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let mut request = self
+            .request(self.app.http.post(self.app.url(path)))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(origin) = origin {
+            request = request.header(ORIGIN, origin);
+        }
+        let resp = self.app.send(request).await;
+        self.remember(&resp);
+        resp
+    }
+
+    /// Loads `page`, then posts its form to `action` with these fields and the page's anti-forgery token.
+    async fn submit(&mut self, page: &str, action: &str, fields: &[(&str, &str)]) -> Resp {
+        let shown = self.get(page).await;
+        assert_eq!(shown.status, 200, "GET {page}: {shown:?}");
+        let token = form_token(&shown);
+        let mut all = vec![("csrf_token", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post(action, &all).await
+    }
+}
+
+/// The anti-forgery token of the (first) form on a page.
+fn form_token(page: &Resp) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = page.text.find(marker).expect("a form with a token") + marker.len();
+    let end = start + page.text[start..].find('"').expect("closing quote");
+    page.text[start..end].to_owned()
+}
+
+#[track_caller]
+fn assert_redirect(resp: &Resp, location: &str) {
+    assert_eq!(resp.status, 303, "{resp:?}");
+    assert_eq!(resp.header("location").as_deref(), Some(location), "{resp:?}");
+}
+
+#[track_caller]
+fn assert_page(resp: &Resp, status: u16, text: &str) {
+    assert_eq!(resp.status, status, "{resp:?}");
+    assert!(
+        resp.header("content-type").is_some_and(|t| t.starts_with("text/html")),
+        "{resp:?}"
+    );
+    assert!(resp.text.contains(text), "{text:?} not in {}", resp.text);
+}
+
+#[track_caller]
+fn assert_security_headers(resp: &Resp) {
+    let csp = resp.header("content-security-policy").expect("a CSP");
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{directive} in {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(resp.header("cache-control").as_deref(), Some("no-store"), "{resp:?}");
+    assert_eq!(resp.header("x-content-type-options").as_deref(), Some("nosniff"));
+    assert_eq!(resp.header("referrer-policy").as_deref(), Some("same-origin"));
+    assert_eq!(resp.header("x-frame-options").as_deref(), Some("DENY"));
+}
+
+#[tokio::test]
+async fn every_page_carries_the_security_headers() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("alice").await;
+    let mut anonymous = Browser::new(&app);
+    for path in [
+        "/login",
+        "/register",
+        "/no/such/page",
+        "/",
+        "/login/2fa",
+        "/settings/security",
+    ] {
+        let resp = anonymous.get(path).await;
+        assert_security_headers(&resp);
+    }
+    let mut signed_in = Browser::with_session(&app, &app.sign_in(&user).await);
+    for path in ["/", "/settings/security"] {
+        let resp = signed_in.get(path).await;
+        assert_eq!(resp.status, 200, "{resp:?}");
+        assert_security_headers(&resp);
+        assert!(
+            !resp.text.contains("<script>") && !resp.text.contains("style="),
+            "no inline script or style"
+        );
+    }
+    let forged = signed_in.post("/settings/security/recovery-codes", &[]).await;
+    assert_security_headers(&forged);
+    let css = anonymous.get("/static/style.css").await;
+    assert_eq!(css.status, 200);
+    assert!(css.header("content-type").is_some_and(|t| t.starts_with("text/css")));
+}
+
+#[tokio::test]
+async fn unknown_addresses_get_a_page_and_the_api_keeps_its_json() {
+    let app = TestApp::spawn().await;
+    let mut browser = Browser::new(&app);
+    let missing = browser.get("/no/such/page").await;
+    assert_page(&missing, 404, "Page not found");
+    let wrong_method = browser.get("/logout").await;
+    assert_page(&wrong_method, 405, "does not take this kind of request");
+    app.get("/auth/nothing-here", None).await.assert_error(404, "not_found");
+    app.get("/auth/login", None)
+        .await
+        .assert_error(405, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn forms_without_a_valid_token_are_refused() {
+    let app = TestApp::spawn().await;
+    app.add_user("bob", PASSWORD).await;
+    let mut browser = Browser::new(&app);
+    let page = browser.get("/login").await;
+    assert!(
+        browser.cookies.contains_key("twofold_browser"),
+        "the sign-in form binds its token to a cookie"
+    );
+    let token = form_token(&page);
+    let credentials = [("username", "bob"), ("password", PASSWORD)];
+
+    assert_page(&browser.post("/login", &credentials).await, 403, "Form refused");
+    let wrong = [
+        ("csrf_token", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        credentials[0],
+        credentials[1],
+    ];
+    assert_page(&browser.post("/login", &wrong).await, 403, "Form refused");
+    // Another browser (another cookie) cannot use this page's token, nor can a request without the cookie.
+    let mut other = Browser::new(&app);
+    other.get("/login").await;
+    let stolen = [("csrf_token", token.as_str()), credentials[0], credentials[1]];
+    assert_eq!(other.post("/login", &stolen).await.status, 403);
+    assert_eq!(Browser::new(&app).post("/login", &stolen).await.status, 403);
+    // The right token from another site's page is refused too.
+    let cross = browser.post_from("/login", &stolen, Some("https://evil.example")).await;
+    assert_eq!(cross.status, 403);
+    assert!(browser.session().is_none(), "no refused post signed in");
+
+    let accepted = browser
+        .post_from("/login", &stolen, Some("http://127.0.0.1:8080"))
+        .await;
+    assert_redirect(&accepted, "/");
+    let session = browser.session().expect("signed in").to_owned();
+    assert_eq!(
+        app.get("/auth/session", Some(&session)).await.status,
+        200,
+        "same cookie as the API"
+    );
+
+    // Signed in, forms are bound to the session: a pre-sign-in token or none at all changes nothing.
+    let before = app.state_snapshot().await;
+    assert_eq!(browser.post("/settings/security/totp", &[]).await.status, 403);
+    assert_eq!(
+        browser
+            .post("/settings/security/totp", &[("csrf_token", &token)])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(browser.post("/logout", &[]).await.status, 403);
+    assert_eq!(before, app.state_snapshot().await, "refused posts changed nothing");
+    let signed_out = browser.submit("/", "/logout", &[]).await;
+    assert_redirect(&signed_out, "/login?notice=signed_out");
+    assert_eq!(app.get("/auth/session", Some(&session)).await.status, 401);
+}
+
+#[tokio::test]
+async fn return_to_never_leaves_the_site() {
+    let app = TestApp::spawn().await;
+    app.add_user("bob", PASSWORD).await;
+    let credentials = [("username", "bob"), ("password", PASSWORD)];
+    for target in [
+        "https://evil.example",
+        "//evil.example",
+        "/\\evil.example",
+        "/\t/evil.example",
+        "javascript:alert(1)",
+    ] {
+        let mut browser = Browser::new(&app);
+        let form = browser.get(&format!("/login?return_to={}", encode(target))).await;
+        assert!(
+            !form.text.contains("name=\"return_to\""),
+            "{target:?} is not carried in the form"
+        );
+        let mut fields = vec![("return_to", target)];
+        fields.extend_from_slice(&credentials);
+        let signed_in = browser.submit("/login", "/login", &fields).await;
+        assert_redirect(&signed_in, "/");
+    }
+    let mut browser = Browser::new(&app);
+    let mut fields = vec![("return_to", "/settings/security")];
+    fields.extend_from_slice(&credentials);
+    assert_redirect(&browser.submit("/login", "/login", &fields).await, "/settings/security");
+
+    // Through the second step: a safe target rides along, an unsafe one is dropped at each step.
+    let user = app.enroll("alice").await;
+    let mut browser = Browser::new(&app);
+    let fields = [
+        ("return_to", "/settings/security"),
+        ("username", "alice"),
+        ("password", PASSWORD),
+    ];
+    let pending = browser.submit("/login", "/login", &fields).await;
+    assert_redirect(&pending, "/login/2fa?return_to=%2Fsettings%2Fsecurity");
+    let code = app.code(&user.secret, 0);
+    let fields = [
+        ("method", "totp"),
+        ("code", code.as_str()),
+        ("return_to", "//evil.example"),
+    ];
+    let verified = browser.submit("/login/2fa", "/login/2fa", &fields).await;
+    assert_redirect(&verified, "/");
+}
+
+#[tokio::test]
+async fn a_pending_session_opens_only_the_second_step() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("alice").await;
+    let before = app.state_snapshot().await;
+    // The JSON API's pending cookie works on the pages, and the pages hold it to the same rule.
+    let mut browser = Browser::with_session(&app, &app.pending(&user).await);
+    for (path, location) in [
+        ("/", "/login/2fa?return_to=%2F"),
+        ("/settings/security", "/login/2fa?return_to=%2Fsettings%2Fsecurity"),
+        ("/settings/security/totp", "/login/2fa?return_to=%2Fsettings%2Fsecurity"),
+        ("/login", "/login/2fa"),
+        ("/register", "/login/2fa"),
+    ] {
+        assert_redirect(&browser.get(path).await, location);
+    }
+    let step = browser.get("/login/2fa").await;
+    assert_page(&step, 200, "autocomplete=\"one-time-code\" inputmode=\"numeric\"");
+    assert!(step.text.contains("Use a recovery code"));
+    let token = form_token(&step);
+    for action in [
+        "/settings/security/totp",
+        "/settings/security/recovery-codes",
+        "/settings/security/totp/remove",
+    ] {
+        let resp = browser
+            .post(action, &[("csrf_token", &token), ("code", "123456")])
+            .await;
+        assert_redirect(&resp, "/login/2fa?return_to=%2Fsettings%2Fsecurity");
+    }
+    let after = app.state_snapshot().await;
+    assert_eq!(
+        before.lines().next(),
+        after.lines().next(),
+        "the users table (factors, codes) did not change"
+    );
+}
+
+#[tokio::test]
+async fn wrong_codes_say_how_many_tries_are_left_then_the_sign_in_starts_over() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("alice").await;
+    let mut browser = Browser::with_session(&app, &app.pending(&user).await);
+    for left in (1..=4).rev() {
+        let resp = browser
+            .submit("/login/2fa", "/login/2fa", &[("method", "totp"), ("code", "000000")])
+            .await;
+        let tries = if left == 1 {
+            "1 try left".to_owned()
+        } else {
+            format!("{left} tries left")
+        };
+        assert_page(&resp, 401, &format!("The code is not valid; {tries}."));
+    }
+    let malformed = browser
+        .submit("/login/2fa", "/login/2fa", &[("method", "totp"), ("code", "12")])
+        .await;
+    assert_page(&malformed, 400, "An authenticator code is 6 digits.");
+    let last = browser
+        .submit("/login/2fa", "/login/2fa", &[("method", "totp"), ("code", "000000")])
+        .await;
+    assert_redirect(&last, "/login?notice=tries_used");
+    assert!(browser.session().is_none(), "the dead pending cookie is cleared");
+    assert_page(
+        &browser.get("/login?notice=tries_used").await,
+        200,
+        "used all its tries",
+    );
+}
+
+#[tokio::test]
+async fn enrolment_and_recovery_codes_through_the_pages() {
+    let app = TestApp::spawn().await;
+    app.add_user("carol", PASSWORD).await;
+    let mut browser = Browser::new(&app);
+    let signed_in = browser
+        .submit("/login", "/login", &[("username", "carol"), ("password", PASSWORD)])
+        .await;
+    assert_redirect(&signed_in, "/");
+    assert_page(&browser.get("/").await, 200, "None (password only)");
+
+    let started = browser
+        .submit("/settings/security", "/settings/security/totp", &[])
+        .await;
+    assert_redirect(&started, "/settings/security/totp");
+    let setup = browser.get("/settings/security/totp").await;
+    assert_page(&setup, 200, "<svg");
+    assert!(
+        !setup.text.contains("<?xml"),
+        "the SVG is inlined without its XML declaration"
+    );
+    let start = setup.text.find("id=\"secret\"").expect("secret");
+    let secret_text: String = setup.text[start..]
+        .split('>')
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("secret text")
+        .split_whitespace()
+        .collect();
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(secret_text.as_bytes())
+        .expect("base32");
+
+    let wrong = browser
+        .submit(
+            "/settings/security/totp",
+            "/settings/security/totp/confirm",
+            &[("code", "000000")],
+        )
+        .await;
+    assert_page(&wrong, 401, "That code is not right");
+    assert!(wrong.text.contains(&secret_text[..4]), "the same set-up is shown again");
+    let code = app.code(&secret, 0);
+    let confirmed = browser
+        .submit(
+            "/settings/security/totp",
+            "/settings/security/totp/confirm",
+            &[("code", &code)],
+        )
+        .await;
+    assert_page(&confirmed, 200, "Save your recovery codes");
+    let codes: Vec<String> = confirmed
+        .text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|word| word.len() == 19 && word.matches('-').count() == 3)
+        .map(str::to_owned)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(codes.len(), 10, "{codes:?}");
+
+    let joined = codes.join(" ");
+    let token = form_token(&confirmed);
+    let download = browser
+        .post(
+            "/settings/security/recovery-codes/download",
+            &[("csrf_token", &token), ("codes", &joined)],
+        )
+        .await;
+    assert_eq!(download.status, 200);
+    assert_eq!(
+        download.header("content-type").as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
+    assert!(download
+        .header("content-disposition")
+        .is_some_and(|d| d.starts_with("attachment")));
+    assert!(codes.iter().all(|code| download.text.contains(code.as_str())));
+    let echo = browser
+        .post(
+            "/settings/security/recovery-codes/download",
+            &[("csrf_token", &token), ("codes", "<script>alert(1)</script>")],
+        )
+        .await;
+    assert_eq!(echo.status, 400, "only recovery codes are echoed");
+
+    let session = browser.session().expect("session").to_owned();
+    let status = app.get("/auth/2fa", Some(&session)).await;
+    assert_eq!(status.body["totp"], true);
+    assert_eq!(status.body["recovery_codes_left"], 10);
+    assert_page(&browser.get("/settings/security").await, 200, "10 of 10");
+
+    let regenerated = browser
+        .submit("/settings/security", "/settings/security/recovery-codes", &[])
+        .await;
+    assert_page(&regenerated, 200, "The old codes no longer work");
+    assert!(!regenerated.text.contains(codes[0].as_str()));
+}
+
+#[tokio::test]
+async fn changing_factors_needs_a_recent_sign_in() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("alice").await;
+    let mut browser = Browser::with_session(&app, &app.sign_in(&user).await);
+    assert!(browser
+        .get("/settings/security")
+        .await
+        .text
+        .contains("Remove authenticator app"));
+    app.advance(16 * 60);
+    let page = browser.get("/settings/security").await;
+    assert_page(&page, 200, "Sign in again to make changes");
+    assert!(!page.text.contains("Remove authenticator app"));
+    let token = form_token(&page);
+    let code = app.code(&user.secret, 0);
+    let before = app.state_snapshot().await;
+    let refused = browser
+        .post(
+            "/settings/security/totp/remove",
+            &[("csrf_token", &token), ("code", &code)],
+        )
+        .await;
+    assert_redirect(&refused, "/settings/security");
+    assert_eq!(before, app.state_snapshot().await);
+    let again = browser
+        .post(
+            "/logout",
+            &[("csrf_token", &token), ("return_to", "/settings/security")],
+        )
+        .await;
+    assert_redirect(&again, "/login?return_to=%2Fsettings%2Fsecurity&notice=sign_in_again");
+}
+
+#[tokio::test]
+async fn too_many_attempts_get_a_page_that_says_when_to_try_again() {
+    let app = TestApp::spawn().await;
+    app.add_user("dave", PASSWORD).await;
+    let mut browser = Browser::new(&app);
+    for _ in 0..10 {
+        let wrong = browser
+            .submit(
+                "/login",
+                "/login",
+                &[("username", "dave"), ("password", "not the password")],
+            )
+            .await;
+        assert_page(&wrong, 401, "The username or password is wrong.");
+        assert!(wrong.text.contains("value=\"dave\""), "the username is kept");
+    }
+    let throttled = browser
+        .submit("/login", "/login", &[("username", "dave"), ("password", PASSWORD)])
+        .await;
+    assert_page(&throttled, 429, "Too many attempts");
+    assert!(throttled.text.contains("about 15 minutes"), "{}", throttled.text);
+    let retry_after: i64 = throttled
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after > 0);
+}
+
+#[tokio::test]
+async fn registration_page_follows_allow_registration() {
+    let closed = TestApp::spawn_with(Options {
+        allow_registration: false,
+        ..Options::default()
+    })
+    .await;
+    let mut browser = Browser::new(&closed);
+    assert_page(&browser.get("/register").await, 404, "Page not found");
+    assert!(!browser.get("/login").await.text.contains("/register"));
+
+    let open = TestApp::spawn().await;
+    let mut browser = Browser::new(&open);
+    assert!(browser.get("/login").await.text.contains("href=\"/register\""));
+    let fields = [
+        ("username", "erin"),
+        ("password", PASSWORD),
+        ("password_again", "different"),
+    ];
+    assert_page(
+        &browser.submit("/register", "/register", &fields).await,
+        400,
+        "not the same",
+    );
+    let fields = [
+        ("username", "erin"),
+        ("password", PASSWORD),
+        ("password_again", PASSWORD),
+    ];
+    let created = browser.submit("/register", "/register", &fields).await;
+    assert_redirect(&created, "/settings/security?notice=welcome");
+    assert_page(
+        &browser.get("/settings/security?notice=welcome").await,
+        200,
+        "Your account is ready",
+    );
+    let mut again = Browser::new(&open);
+    assert_page(
+        &again.submit("/register", "/register", &fields).await,
+        409,
+        "This username is taken.",
+    );
+}
+
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn a_code_sent_twice_does_not_throw_away_the_new_session() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("alice").await;
+    let pending = app.pending(&user).await;
+    let mut browser = Browser::with_session(&app, &pending);
+    let page = browser.get("/login/2fa").await;
+    let token = form_token(&page);
+    let code = app.code(&user.secret, 0);
+    let fields = [
+        ("csrf_token", token.as_str()),
+        ("method", "totp"),
+        ("code", code.as_str()),
+    ];
+    assert_redirect(&browser.post("/login/2fa", &fields).await, "/");
+    // A double-click: the same form again, with the pending cookie it was sent with.
+    let mut second = Browser::with_session(&app, &pending);
+    let late = second.post("/login/2fa", &fields).await;
+    assert_redirect(&late, "/login?notice=expired");
+    assert!(late.set_cookie().is_none(), "the browser's new cookie is left alone");
+    assert_redirect(&browser.get("/login?notice=expired").await, "/");
+}
