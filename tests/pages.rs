@@ -800,9 +800,17 @@ async fn a_phone_is_added_on_the_security_page() {
 
     // Asking again at once is refused, with the wait; nothing is sent.
     let early = browser
-        .submit("/settings/security/sms", "/settings/security/sms", &[("phone", PHONE)])
+        .submit(
+            "/settings/security/sms",
+            "/settings/security/sms",
+            &[("phone", PHONE), ("again", "1")],
+        )
         .await;
     assert_page(&early, 429, "You can ask for a new one in 30 seconds.");
+    assert!(
+        early.text.contains("No text message?"),
+        "the confirmation page comes back"
+    );
     assert_eq!(early.header("retry-after").as_deref(), Some("30"));
     assert_masked(&early);
     assert_eq!(inbox.count(), 1);

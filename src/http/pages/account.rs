@@ -91,6 +91,9 @@ pub struct CodeForm {
 #[derive(Deserialize)]
 pub struct PhoneForm {
     phone: String,
+    /// Set by the confirmation page's "send a new code" form, so a refusal is shown there rather than on the
+    /// security page.
+    again: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -366,10 +369,11 @@ pub async fn sms_setup(
         ),
         Err(error) => return Err(error.into()),
     };
-    // From the confirmation page's "send a new code" form, that page comes back; from the security page, that one.
-    if let Some(sms) = state.flow.sms_setup_in_progress(token.as_ref()).await? {
-        let page = sms_setup_view(&state, &form, &view, status, sms, None, Some(phone_error));
-        return Ok(with_retry_after(page, retry_after));
+    if body.again.is_some() {
+        if let Some(sms) = state.flow.sms_setup_in_progress(token.as_ref()).await? {
+            let page = sms_setup_view(&state, &form, &view, status, sms, None, Some(phone_error));
+            return Ok(with_retry_after(page, retry_after));
+        }
     }
     let answer = SecurityAnswer {
         phone_error: Some(phone_error),
