@@ -1,9 +1,11 @@
 // Test harness for the browser tests: starts the real `twofold serve` binary on a free loopback port with its own
-// temporary database, adds users through `twofold user add`, launches Debian's headless Chromium through
-// playwright-core, and computes TOTP codes (RFC 6238) the way an authenticator app does.
+// temporary database, adds users through `twofold user add` (and runs other commands on its database), stands in for
+// an SMS gateway, launches Debian's headless Chromium through playwright-core, and computes TOTP codes (RFC 6238) the
+// way an authenticator app does.
 import { spawn, spawnSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -27,8 +29,11 @@ async function freePort() {
   });
 }
 
-/** A running `twofold serve` with registration on, in a fresh temporary folder. */
-export async function startServer() {
+/**
+ * A running `twofold serve` with registration on, in a fresh temporary folder. `env` adds or overrides environment
+ * variables (configuration such as `TWOFOLD_SMS__GATEWAY`).
+ */
+export async function startServer({ env: extraEnv = {} } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "twofold-e2e-"));
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
@@ -39,6 +44,7 @@ export async function startServer() {
     TWOFOLD_PUBLIC_URL: base,
     TWOFOLD_ALLOW_REGISTRATION: "true",
     TWOFOLD_LOG: "warn",
+    ...extraEnv,
   };
   const logs = [];
   const child = spawn(binary, ["serve"], { env, stdio: ["ignore", "pipe", "pipe"] });
@@ -61,19 +67,21 @@ export async function startServer() {
     }
     await new Promise((wake) => setTimeout(wake, 100));
   }
+  /** Runs `twofold ARGS…` against this server's database and key; returns what it printed. */
+  const run = (args, input = "") => {
+    const result = spawnSync(binary, args, { env, input, encoding: "utf8" });
+    if (result.status !== 0) {
+      throw new Error(`twofold ${args.join(" ")} failed: ${result.stderr}`);
+    }
+    return result.stdout;
+  };
   return {
     base,
     url: (path) => `${base}${path}`,
     logs,
+    run,
     addUser(name, password) {
-      const result = spawnSync(binary, ["user", "add", name, "--password-stdin"], {
-        env,
-        input: `${password}\n`,
-        encoding: "utf8",
-      });
-      if (result.status !== 0) {
-        throw new Error(`twofold user add ${name} failed: ${result.stderr}`);
-      }
+      run(["user", "add", name, "--password-stdin"], `${password}\n`);
     },
     async stop() {
       if (child.exitCode === null) {
@@ -82,6 +90,52 @@ export async function startServer() {
         await exited;
       }
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A stand-in SMS gateway of the `http` kind on a free loopback port: it accepts every `POST /sms` and keeps the JSON
+ * bodies (`{"to", "message"}`) it received. After `stop()` nothing listens there, as when a real gateway is down.
+ */
+export async function startSmsGateway() {
+  const messages = [];
+  const server = createHttpServer((request, response) => {
+    let body = "";
+    request.setEncoding("utf8");
+    request.on("data", (chunk) => {
+      body += chunk;
+    });
+    request.on("end", () => {
+      if (request.method !== "POST" || request.url !== "/sms") {
+        response.writeHead(404).end();
+        return;
+      }
+      try {
+        messages.push(JSON.parse(body));
+        response.writeHead(200, { "content-type": "application/json" }).end("{}");
+      } catch {
+        response.writeHead(400).end();
+      }
+    });
+  });
+  await new Promise((listening) => server.listen(0, "127.0.0.1", listening));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}/sms`,
+    messages,
+    /** The 6-digit code in the newest message, after checking that it went to `to`. */
+    lastCode(to) {
+      const last = messages.at(-1);
+      if (!last) throw new Error("the stand-in gateway received no message");
+      if (last.to !== to) throw new Error(`the last message went to ${last.to}, not ${to}`);
+      const code = /\b(\d{6})\b/.exec(last.message)?.[1];
+      if (!code) throw new Error(`no 6-digit code in ${JSON.stringify(last.message)}`);
+      return code;
+    },
+    async stop() {
+      server.closeAllConnections();
+      await new Promise((closed) => server.close(closed));
     },
   };
 }

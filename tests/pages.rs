@@ -308,6 +308,7 @@ async fn a_pending_session_opens_only_the_second_step() {
         ("/", "/login/2fa?return_to=%2F"),
         ("/settings/security", "/login/2fa?return_to=%2Fsettings%2Fsecurity"),
         ("/settings/security/totp", "/login/2fa?return_to=%2Fsettings%2Fsecurity"),
+        ("/settings/security/sms", "/login/2fa?return_to=%2Fsettings%2Fsecurity"),
         ("/login", "/login/2fa"),
         ("/register", "/login/2fa"),
     ] {
@@ -321,9 +322,14 @@ async fn a_pending_session_opens_only_the_second_step() {
         "/settings/security/totp",
         "/settings/security/recovery-codes",
         "/settings/security/totp/remove",
+        "/settings/security/sms",
+        "/settings/security/sms/confirm",
     ] {
         let resp = browser
-            .post(action, &[("csrf_token", &token), ("code", "123456")])
+            .post(
+                action,
+                &[("csrf_token", &token), ("code", "123456"), ("phone", "+15551234567")],
+            )
             .await;
         assert_redirect(&resp, "/login/2fa?return_to=%2Fsettings%2Fsecurity");
     }
@@ -598,4 +604,354 @@ async fn a_code_sent_twice_does_not_throw_away_the_new_session() {
     assert_redirect(&late, "/login?notice=expired");
     assert!(late.set_cookie().is_none(), "the browser's new cookie is left alone");
     assert_redirect(&browser.get("/login?notice=expired").await, "/");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Text-message codes through the pages
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Not the number in the pages' example (+15551234567), so a page showing it is caught.
+const PHONE: &str = "+447700900123";
+const MASKED: &str = "+4•••••23";
+
+/// A stand-in SMS gateway (the `http` kind) on a loopback port: keeps the messages it is sent and accepts them all,
+/// until it is stopped, after which connections to its port are refused. (`tests/sms.rs` has a scriptable one.)
+struct Inbox {
+    url: String,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Inbox {
+    async fn start() -> Self {
+        use axum::extract::State;
+        type Messages = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+        async fn receive(State(messages): State<Messages>, body: axum::body::Bytes) -> axum::http::StatusCode {
+            let message = serde_json::from_slice(&body).expect("a JSON body");
+            messages.lock().expect("inbox").push(message);
+            axum::http::StatusCode::OK
+        }
+        let messages = Messages::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+        let url = format!("http://{}/sms", listener.local_addr().expect("address"));
+        let router = axum::Router::new()
+            .route("/sms", axum::routing::post(receive))
+            .with_state(messages.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("stand-in gateway");
+        });
+        Self {
+            url,
+            messages,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    async fn spawn_app(&self) -> TestApp {
+        TestApp::spawn_with(Options {
+            extra_env: [
+                ("TWOFOLD_SMS__GATEWAY", "http"),
+                ("TWOFOLD_SMS__URL", self.url.as_str()),
+                ("TWOFOLD_SMS__TIMEOUT", "300ms"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            ..Options::default()
+        })
+        .await
+    }
+
+    fn count(&self) -> usize {
+        self.messages.lock().expect("inbox").len()
+    }
+
+    /// The 6-digit code of the last message, after checking that it went to `PHONE`.
+    fn last_code(&self) -> String {
+        let messages = self.messages.lock().expect("inbox");
+        let last = messages.last().expect("a message");
+        assert_eq!(last["to"], PHONE, "{last}");
+        let text = last["message"].as_str().expect("message text");
+        text.split(|c: char| !c.is_ascii_digit())
+            .find(|run| run.len() == 6)
+            .expect("a 6-digit code")
+            .to_owned()
+    }
+
+    async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("stand-in stopped");
+        }
+    }
+}
+
+/// No page may show the whole number, however it is written.
+#[track_caller]
+fn assert_masked(resp: &Resp) {
+    assert!(resp.text.contains(MASKED), "the masked number in {}", resp.text);
+    for whole in [PHONE, &PHONE[1..], "7700900123"] {
+        assert!(!resp.text.contains(whole), "{whole} shown in {}", resp.text);
+    }
+}
+
+/// Adds `username` with a password only and a phone, enrolled through the JSON API; returns the recovery codes.
+async fn sms_user(app: &TestApp, inbox: &Inbox, username: &str) -> Vec<String> {
+    app.add_user(username, PASSWORD).await;
+    let cookie = app.login(username, PASSWORD).await.cookie().expect("session");
+    let setup = app
+        .post(
+            "/auth/2fa/sms/setup",
+            Some(&cookie),
+            serde_json::json!({ "phone": PHONE }),
+        )
+        .await;
+    assert_eq!(setup.status, 202, "{setup:?}");
+    let confirm = app
+        .post(
+            "/auth/2fa/sms/confirm",
+            Some(&cookie),
+            serde_json::json!({ "code": inbox.last_code() }),
+        )
+        .await;
+    assert_eq!(confirm.status, 200, "{confirm:?}");
+    // The enrolment's send must not hold up the sign-in's.
+    app.advance(31);
+    confirm.body["recovery_codes"]
+        .as_array()
+        .expect("recovery codes")
+        .iter()
+        .map(|code| code.as_str().expect("a code").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_phone_is_added_on_the_security_page() {
+    let inbox = Inbox::start().await;
+    let app = inbox.spawn_app().await;
+    app.add_user("pat", PASSWORD).await;
+    let mut browser = Browser::new(&app);
+    let signed_in = browser
+        .submit("/login", "/login", &[("username", "pat"), ("password", PASSWORD)])
+        .await;
+    assert_redirect(&signed_in, "/");
+
+    let security = browser.get("/settings/security").await;
+    assert_page(&security, 200, "Add a phone for text-message codes");
+    for text in [
+        "type=\"tel\"",
+        "autocomplete=\"tel\"",
+        "aria-describedby=\"phone-hint sms-risk\"",
+        "+15551234567",
+        "NIST",
+    ] {
+        assert!(security.text.contains(text), "{text} in {}", security.text);
+    }
+
+    // A forged form sends nothing; an invalid number is explained next to the field.
+    let before = app.state_snapshot().await;
+    assert_page(
+        &browser.post("/settings/security/sms", &[("phone", PHONE)]).await,
+        403,
+        "Form refused",
+    );
+    let invalid = browser
+        .submit(
+            "/settings/security",
+            "/settings/security/sms",
+            &[("phone", "5551234567")],
+        )
+        .await;
+    assert_page(&invalid, 400, "That is not a number in international form.");
+    assert!(invalid.text.contains("id=\"phone-error\"") && invalid.text.contains("aria-invalid=\"true\""));
+    assert!(
+        !invalid.text.contains("value=\"5551234567\""),
+        "the number is not written back"
+    );
+    assert_eq!(inbox.count(), 0, "nothing was sent");
+    assert_eq!(before, app.state_snapshot().await, "refused posts changed nothing");
+
+    let sent = browser
+        .submit("/settings/security", "/settings/security/sms", &[("phone", PHONE)])
+        .await;
+    assert_redirect(&sent, "/settings/security/sms");
+    assert_eq!(inbox.count(), 1);
+    let confirm = browser.get("/settings/security/sms").await;
+    assert_page(
+        &confirm,
+        200,
+        &format!("We sent a code to <strong class=\"nowrap\">{MASKED}</strong>"),
+    );
+    assert_masked(&confirm);
+    assert!(confirm
+        .text
+        .contains("You can ask for a new code in <span data-resend-countdown>30 seconds</span>"));
+    assert!(confirm.text.contains("src=\"/static/resend.js\""));
+
+    // Asking again at once is refused, with the wait; nothing is sent.
+    let early = browser
+        .submit(
+            "/settings/security/sms",
+            "/settings/security/sms",
+            &[("phone", PHONE), ("again", "1")],
+        )
+        .await;
+    assert_page(&early, 429, "You can ask for a new one in 30 seconds.");
+    assert!(
+        early.text.contains("No text message?"),
+        "the confirmation page comes back"
+    );
+    assert_eq!(early.header("retry-after").as_deref(), Some("30"));
+    assert_masked(&early);
+    assert_eq!(inbox.count(), 1);
+
+    let code = inbox.last_code();
+    let wrong = format!("{:06}", (code.parse::<u32>().expect("digits") + 1) % 1_000_000);
+    let refused = browser
+        .submit(
+            "/settings/security/sms",
+            "/settings/security/sms/confirm",
+            &[("code", &wrong)],
+        )
+        .await;
+    assert_page(&refused, 401, "That code is not right.");
+    let confirmed = browser
+        .submit(
+            "/settings/security/sms",
+            "/settings/security/sms/confirm",
+            &[("code", &code)],
+        )
+        .await;
+    assert_page(&confirmed, 200, "Text-message codes are on.");
+    assert!(
+        confirmed.text.contains("Save your recovery codes"),
+        "the first factor brings recovery codes"
+    );
+
+    let security = browser.get("/settings/security").await;
+    assert_page(&security, 200, "10 of 10");
+    assert_masked(&security);
+    assert!(security
+        .text
+        .contains("<span class=\"badge on\">On</span> When you sign in, you can ask for a code"));
+    let dashboard = browser.get("/").await;
+    assert!(
+        !dashboard.text.contains("Protect your account"),
+        "a phone is a second factor"
+    );
+}
+
+#[tokio::test]
+async fn signing_in_with_a_text_message_through_the_pages() {
+    let inbox = Inbox::start().await;
+    let app = inbox.spawn_app().await;
+    sms_user(&app, &inbox, "quinn").await;
+    let mut browser = Browser::new(&app);
+    let pending = browser
+        .submit("/login", "/login", &[("username", "quinn"), ("password", PASSWORD)])
+        .await;
+    assert_redirect(&pending, "/login/2fa");
+
+    // Before a code is sent: the number it will go to, a button, and no code field yet.
+    let step = browser.get("/login/2fa").await;
+    assert_page(&step, 200, "Send a code");
+    assert_masked(&step);
+    assert!(!step.text.contains("name=\"code\""), "{}", step.text);
+    assert!(step.text.contains("Use a recovery code"));
+
+    let sent_before = inbox.count();
+    assert_page(&browser.post("/login/2fa/sms", &[]).await, 403, "Form refused");
+    assert_eq!(inbox.count(), sent_before, "a forged form sends nothing");
+    let sent = browser.submit("/login/2fa", "/login/2fa/sms", &[]).await;
+    assert_redirect(&sent, "/login/2fa?method=sms");
+    assert_eq!(inbox.count(), sent_before + 1);
+    let first_code = inbox.last_code();
+
+    let step = browser.get("/login/2fa?method=sms").await;
+    assert_page(
+        &step,
+        200,
+        &format!("We sent a code to <span class=\"nowrap\">{MASKED}</span>"),
+    );
+    assert_masked(&step);
+    assert!(step
+        .text
+        .contains("autocomplete=\"one-time-code\" inputmode=\"numeric\""));
+    assert!(step
+        .text
+        .contains("You can ask for a new code in\n    <span data-resend-countdown>30 seconds</span>"));
+
+    // Without JavaScript the resend button can be pressed at once: the server refuses, says how long, sends nothing.
+    let early = browser.submit("/login/2fa?method=sms", "/login/2fa/sms", &[]).await;
+    assert_page(
+        &early,
+        429,
+        "You can ask for a new code in 30 seconds. The code already sent still works.",
+    );
+    assert_eq!(early.header("retry-after").as_deref(), Some("30"));
+    assert!(early.text.contains("name=\"code\""), "the code field stays");
+    assert_eq!(inbox.count(), sent_before + 1);
+
+    let wrong = format!("{:06}", (first_code.parse::<u32>().expect("digits") + 1) % 1_000_000);
+    let refused = browser
+        .submit(
+            "/login/2fa?method=sms",
+            "/login/2fa",
+            &[("method", "sms"), ("code", &wrong)],
+        )
+        .await;
+    assert_page(&refused, 401, "The code is not valid; 4 tries left.");
+    assert_masked(&refused);
+
+    app.advance(31);
+    let again = browser.submit("/login/2fa?method=sms", "/login/2fa/sms", &[]).await;
+    assert_redirect(&again, "/login/2fa?method=sms");
+    assert_eq!(inbox.count(), sent_before + 2);
+    let code = inbox.last_code();
+    let verified = browser
+        .submit(
+            "/login/2fa?method=sms",
+            "/login/2fa",
+            &[("method", "sms"), ("code", &code)],
+        )
+        .await;
+    assert_redirect(&verified, "/");
+    assert_page(&browser.get("/").await, 200, "Text message (SMS)");
+}
+
+#[tokio::test]
+async fn a_gateway_outage_is_explained_and_the_sign_in_goes_on_with_a_recovery_code() {
+    let mut inbox = Inbox::start().await;
+    let app = inbox.spawn_app().await;
+    let recovery_codes = sms_user(&app, &inbox, "robin").await;
+    inbox.stop().await;
+    let mut browser = Browser::new(&app);
+    browser
+        .submit("/login", "/login", &[("username", "robin"), ("password", PASSWORD)])
+        .await;
+    let down = browser.submit("/login/2fa", "/login/2fa/sms", &[]).await;
+    assert_page(&down, 503, "The text message could not be sent just now.");
+    assert!(down.text.contains("choose another way to sign in below"));
+    assert!(down.text.contains("Send a code"), "it can be tried again");
+    assert!(down.text.contains("href=\"/login/2fa?method=recovery_code\""));
+
+    let verified = browser
+        .submit(
+            "/login/2fa?method=recovery_code",
+            "/login/2fa",
+            &[("method", "recovery_code"), ("code", &recovery_codes[0])],
+        )
+        .await;
+    assert_redirect(&verified, "/");
+    assert_page(&browser.get("/").await, 200, "Recovery code");
 }

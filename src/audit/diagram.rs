@@ -140,14 +140,21 @@ fn clean(text: &str) -> String {
         .collect()
 }
 
-/// ZenUML conditions are expressions: words joined by underscores.
+/// ZenUML conditions are expressions: words joined by underscores. An identifier cannot start with a digit (ZenUML's
+/// lexer reads `5_minutes` as the number 5 and then fails on the rest), so such a condition is prefixed by `after_`:
+/// the conditions that start with a number are the ones that say how much time passed.
 fn identifier(text: &str) -> String {
     let words: Vec<String> = text
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_ascii_lowercase)
         .collect();
-    words.join("_")
+    let joined = words.join("_");
+    if joined.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("after_{joined}")
+    } else {
+        joined
+    }
 }
 
 fn draw_messages(drawing: &mut Drawing, messages: &[Message]) {
@@ -277,5 +284,35 @@ mod tests {
         let zenuml = flow_diagram(Format::ZenUml);
         assert_eq!(zenuml.matches('{').count(), zenuml.matches('}').count());
         assert!(zenuml.contains("if(password_right_second_factor_enrolled_then_pending_second_factor"));
+    }
+
+    /// ZenUML's own parser (`@zenuml/core/parser`, run by `e2e/diagrams.test.js`) is the real check; this keeps the
+    /// shape it needs checkable without Node: every condition is an identifier that does not start with a digit, the
+    /// braces of the alternatives nest, and no message text holds a character either syntax treats as markup.
+    #[test]
+    fn zenuml_conditions_are_identifiers() {
+        assert_eq!(
+            identifier("5 minutes pass then signed out"),
+            "after_5_minutes_pass_then_signed_out"
+        );
+        assert_eq!(identifier("sign out, then: signed out"), "sign_out_then_signed_out");
+        let zenuml = flow_diagram(Format::ZenUml);
+        let mut depth = 0i32;
+        for line in zenuml.lines() {
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix("if(").or_else(|| line.strip_prefix("} else if(")) {
+                let condition = rest.strip_suffix(") {").expect("a condition closes with `) {`");
+                assert!(condition.starts_with(|c: char| c.is_ascii_alphabetic()), "{condition}");
+                assert!(
+                    condition.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "{condition}"
+                );
+            } else if let Some((_, text)) = line.split_once(": ") {
+                assert!(!text.contains(['{', '}', ';', '"', '#']), "{line}");
+            }
+            depth += line.matches('{').count() as i32 - line.matches('}').count() as i32;
+            assert!(depth >= 0, "a brace closes before it opens: {line}");
+        }
+        assert_eq!(depth, 0);
     }
 }

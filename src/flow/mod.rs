@@ -24,7 +24,7 @@ pub use machine::{State, Step};
 pub use operator::{Lock, UserDetails};
 pub use second_factor::{SecondFactorStatus, TotpSetup};
 pub use session::{LoginOutcome, Notice, PendingLogin, SessionView};
-pub use sms::SmsSent;
+pub use sms::{SmsChallenge, SmsSent};
 
 use std::sync::Arc;
 

@@ -17,6 +17,17 @@ pub struct SmsSent {
     pub resend_after: i64,
 }
 
+/// An SMS code as a page shows it: the phone it goes to (masked), whether one is waiting to be entered, and how long
+/// until the send limits allow another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsChallenge {
+    /// Masked, like `+1•••••67`: a page never shows the whole number.
+    pub phone: String,
+    pub code_sent: bool,
+    /// Seconds until a new code may be sent; 0 when it may be now.
+    pub resend_in: i64,
+}
+
 /// One send: to whom, why, and for which pending sign-in.
 struct Send<'a> {
     user: &'a User,
@@ -50,6 +61,64 @@ impl Flow {
             .as_deref()
             .map(|sealed| self.open_phone(user.id, sealed).map(|phone| phone.masked()))
             .transpose()
+    }
+
+    /// Whether this server can send SMS codes (an `[sms]` gateway is configured); else the pages do not offer them.
+    pub fn offers_sms(&self) -> bool {
+        self.sms.is_some()
+    }
+
+    /// Where a code for `purpose` goes (`user`'s `sealed` phone), whether one is waiting, and when another may be sent.
+    async fn challenge(
+        &self,
+        user: &User,
+        sealed: &[u8],
+        purpose: SmsPurpose,
+        session: Option<SessionId>,
+    ) -> FlowResult<SmsChallenge> {
+        let now = self.now_unix();
+        let phone = self.open_phone(user.id, sealed)?.masked();
+        let code_sent = self.store.sms_code_waiting(user.id, purpose, session, now).await?;
+        let resend_in = self
+            .store
+            .sms_send_wait(user.id, &limits::SMS_SENDS, now)
+            .await?
+            .unwrap_or(0);
+        Ok(SmsChallenge {
+            phone,
+            code_sent,
+            resend_in,
+        })
+    }
+
+    /// The SMS side of the pending sign-in behind `token`: `None` when there is no such sign-in or its account has no
+    /// phone. The second step shows it, before and after a code is sent.
+    pub async fn pending_sms(&self, token: Option<&SessionToken>) -> FlowResult<Option<SmsChallenge>> {
+        let Some(pending) = self.pending_session(token).await? else {
+            return Ok(None);
+        };
+        let Some(user) = self.store.user_by_id(pending.user_id).await? else {
+            return Ok(None);
+        };
+        let Some(sealed) = user.sms_phone.as_deref() else {
+            return Ok(None);
+        };
+        self.challenge(&user, sealed, SmsPurpose::Login, Some(pending.id))
+            .await
+            .map(Some)
+    }
+
+    /// The phone being enrolled and not confirmed yet, for the confirmation page; `None` when there is none. Same
+    /// rule as starting an enrolment: a recent sign-in.
+    pub async fn sms_setup_in_progress(&self, token: Option<&SessionToken>) -> FlowResult<Option<SmsChallenge>> {
+        let view = self.recent_session(token).await?;
+        let Some(user) = self.store.user_by_id(view.user_id).await? else {
+            return Err(FlowError::Unauthenticated);
+        };
+        let Some(sealed) = user.sms_pending_phone.as_deref() else {
+            return Ok(None);
+        };
+        self.challenge(&user, sealed, SmsPurpose::Enroll, None).await.map(Some)
     }
 
     /// Sends a sign-in code to the phone of the pending session's account.

@@ -256,6 +256,18 @@ pub struct SmsSendPolicy {
     pub per_hour: i64,
 }
 
+impl SmsSendPolicy {
+    /// How long until the next send is allowed, given the sends of the last hour (how many, the latest and the
+    /// oldest); `None` when one is allowed now.
+    pub fn wait(&self, count: i64, latest: Option<i64>, oldest: Option<i64>, now: i64) -> Option<i64> {
+        let too_soon = latest
+            .map(|at| at + self.min_interval_seconds - now)
+            .filter(|wait| *wait > 0);
+        let too_many = (count >= self.per_hour).then(|| oldest.map_or(3600, |at| at + 3600 - now));
+        too_soon.or(too_many).map(|wait| wait.max(1))
+    }
+}
+
 /// A send counted against the limits before the gateway is called; released if the gateway does not accept it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendSlot(pub i64);
@@ -347,6 +359,16 @@ pub trait Store: Send + Sync + 'static {
         policy: &SmsSendPolicy,
         now: i64,
     ) -> StoreResult<Result<SendSlot, Throttled>>;
+    /// How long until the limits allow another send to the user (`None`: now), without counting one.
+    async fn sms_send_wait(&self, id: UserId, policy: &SmsSendPolicy, now: i64) -> StoreResult<Option<i64>>;
+    /// Whether an unexpired code of this purpose is waiting for the user; for a login code, one sent to `session`.
+    async fn sms_code_waiting(
+        &self,
+        id: UserId,
+        purpose: SmsPurpose,
+        session: Option<SessionId>,
+        now: i64,
+    ) -> StoreResult<bool>;
     /// Un-counts a send the gateway did not accept.
     async fn release_sms_send(&self, slot: SendSlot) -> StoreResult<()>;
     async fn store_sms_code(&self, code: &NewSmsCode) -> StoreResult<()>;

@@ -381,15 +381,9 @@ where
                     .bind(id)
                     .fetch_one(&mut *tx)
                     .await?;
-            let too_soon = latest
-                .map(|at| at + policy.min_interval_seconds - now)
-                .filter(|wait| *wait > 0);
-            let too_many = (count >= policy.per_hour).then(|| oldest.map_or(3600, |at| at + 3600 - now));
-            if let Some(wait) = too_soon.or(too_many) {
+            if let Some(retry_after) = policy.wait(count, latest, oldest, now) {
                 tx.rollback().await?;
-                return Ok(Err(Throttled {
-                    retry_after: wait.max(1),
-                }));
+                return Ok(Err(Throttled { retry_after }));
             }
             let slot: i64 = sqlx::query_scalar("INSERT INTO sms_sends (user_id, sent_at) VALUES ($1, $2) RETURNING id")
                 .bind(id)
@@ -398,6 +392,43 @@ where
                 .await?;
             tx.commit().await?;
             Ok(Ok(SendSlot(slot)))
+        })
+        .await
+    }
+
+    async fn sms_send_wait(&self, id: UserId, policy: &SmsSendPolicy, now: i64) -> StoreResult<Option<i64>> {
+        self.bounded(async {
+            let (count, latest, oldest): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
+                "SELECT COUNT(*), MAX(sent_at), MIN(sent_at) FROM sms_sends WHERE user_id = $1 AND sent_at > $2",
+            )
+            .bind(id)
+            .bind(now - 3600)
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(policy.wait(count, latest, oldest, now))
+        })
+        .await
+    }
+
+    async fn sms_code_waiting(
+        &self,
+        id: UserId,
+        purpose: SmsPurpose,
+        session: Option<SessionId>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.bounded(async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sms_codes \
+                 WHERE user_id = $1 AND purpose = $2 AND ($3 IS NULL OR session_id = $3) AND expires_at > $4",
+            )
+            .bind(id)
+            .bind(purpose.as_str())
+            .bind(session)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(waiting > 0)
         })
         .await
     }

@@ -1,6 +1,7 @@
 //! The signed-in pages: the dashboard (`/`) and the security settings (`/settings/security`), where a person sets
-//! up or removes an authenticator app and gets recovery codes. The same flow calls as the JSON API's `/auth/session`,
-//! `/auth/2fa…` endpoints, with the same rules (a recent sign-in to change anything, a current code to remove).
+//! up or removes an authenticator app, adds a phone for text-message codes, and gets recovery codes. The same flow
+//! calls as the JSON API's `/auth/session` and `/auth/2fa…` endpoints, with the same rules (a recent sign-in to
+//! change anything, a current code to remove).
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -8,17 +9,23 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::csrf::{FormToken, Protected};
+use super::problem::wait_text;
 use super::return_to::ReturnTo;
-use super::templates::{DashboardPage, Layout, RecoveryCodesFile, RecoveryCodesPage, SecurityPage, TotpSetupPage};
-use super::{add_page_headers, html, human_time, machine_time, see_other, sentence, PageError, PageQuery};
+use super::templates::{
+    DashboardPage, Layout, RecoveryCodesFile, RecoveryCodesPage, SecurityPage, SmsSetupPage, TotpSetupPage,
+};
+use super::{
+    add_page_headers, html, human_time, machine_time, see_other, sentence, sms_code, with_retry_after, PageError,
+    PageQuery,
+};
 use crate::crypto::SessionToken;
-use crate::flow::TotpSetup;
-use crate::flow::{FlowError, Method, SessionView};
+use crate::flow::{FlowError, Method, SessionView, SmsChallenge, TotpSetup};
 use crate::http::extract::{Client, SessionCookie};
 use crate::http::AppState;
 use crate::otp::{RecoveryCode, RECOVERY_CODES_PER_SET};
 
 const SECURITY: &str = "/settings/security";
+const SMS_SETUP: &str = "/settings/security/sms";
 
 /// What the security page reports after a change; a closed list, so the query string cannot put words on the page.
 #[derive(Clone, Copy)]
@@ -26,6 +33,9 @@ enum SecurityNotice {
     Welcome,
     TotpOn,
     TotpRemoved,
+    /// Removed while text-message codes stay on, so the recovery codes stay too.
+    TotpRemovedSmsOn,
+    SmsOn,
 }
 
 impl SecurityNotice {
@@ -34,7 +44,19 @@ impl SecurityNotice {
             "welcome" => Some(Self::Welcome),
             "totp_on" => Some(Self::TotpOn),
             "totp_removed" => Some(Self::TotpRemoved),
+            "totp_removed_sms_on" => Some(Self::TotpRemovedSmsOn),
+            "sms_on" => Some(Self::SmsOn),
             _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Welcome => "welcome",
+            Self::TotpOn => "totp_on",
+            Self::TotpRemoved => "totp_removed",
+            Self::TotpRemovedSmsOn => "totp_removed_sms_on",
+            Self::SmsOn => "sms_on",
         }
     }
 
@@ -43,7 +65,16 @@ impl SecurityNotice {
             Self::Welcome => "Your account is ready. Protect it now: set up an authenticator app below.",
             Self::TotpOn => "Your authenticator app is on. Your recovery codes stay as they were.",
             Self::TotpRemoved => "The authenticator app was removed, and your recovery codes with it.",
+            Self::TotpRemovedSmsOn => {
+                "The authenticator app was removed. Text-message codes and your recovery codes still work."
+            }
+            Self::SmsOn => "Text-message codes are on. Your recovery codes stay as they were.",
         }
+    }
+
+    /// The security page showing this notice.
+    fn location(self) -> String {
+        format!("{SECURITY}?notice={}", self.as_str())
     }
 }
 
@@ -55,6 +86,14 @@ pub struct SecurityQuery {
 #[derive(Deserialize)]
 pub struct CodeForm {
     code: String,
+}
+
+#[derive(Deserialize)]
+pub struct PhoneForm {
+    phone: String,
+    /// Set by the confirmation page's "send a new code" form, so a refusal is shown there rather than on the
+    /// security page.
+    again: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -119,35 +158,48 @@ pub async fn dashboard(
             since: human_time(view.authenticated_at),
             since_machine: machine_time(view.authenticated_at),
             second_factor: factor_name(view.second_factor.as_deref()),
-            has_second_factor: status.totp,
+            has_second_factor: status.totp || status.sms_phone.is_some(),
             notices: view.notices.clone(),
         },
     ))
 }
 
-/// The security page for `view`, with a notice or an error.
+/// What the security page says besides the account's state: its status, a notice, an error at the top or next to
+/// the phone field, and for a refused send how long to wait.
+#[derive(Default)]
+struct SecurityAnswer {
+    notice: Option<SecurityNotice>,
+    error: Option<String>,
+    phone_error: Option<String>,
+    retry_after: Option<i64>,
+}
+
+/// The security page for `view`.
 async fn security_view(
     state: &AppState,
     token: Option<&SessionToken>,
     form: &FormToken,
     view: &SessionView,
     status: StatusCode,
-    notice: Option<SecurityNotice>,
-    error: Option<String>,
+    answer: SecurityAnswer,
 ) -> Result<Response, PageError> {
     let factors = state.flow.second_factor_status(token).await?;
-    Ok(html(
+    let page = html(
         status,
         &SecurityPage {
             layout: layout(state, form, view, "Security", SECURITY),
             totp: factors.totp,
+            sms_phone: factors.sms_phone,
+            offers_sms: state.flow.offers_sms(),
+            phone_error: answer.phone_error,
             recovery_codes_left: factors.recovery_codes_left,
             recovery_codes_per_set: RECOVERY_CODES_PER_SET,
             may_change: state.flow.may_change_factors(view),
-            notice: notice.map(SecurityNotice::message),
-            error,
+            notice: answer.notice.map(SecurityNotice::message),
+            error: answer.error,
         },
-    ))
+    );
+    Ok(with_retry_after(page, answer.retry_after))
 }
 
 pub async fn security_page(
@@ -157,8 +209,11 @@ pub async fn security_page(
     PageQuery(query): PageQuery<SecurityQuery>,
 ) -> Result<Response, PageError> {
     let view = signed_in(&state, token.as_ref(), SECURITY).await?;
-    let notice = SecurityNotice::parse(query.notice.as_deref());
-    security_view(&state, token.as_ref(), &form, &view, StatusCode::OK, notice, None).await
+    let answer = SecurityAnswer {
+        notice: SecurityNotice::parse(query.notice.as_deref()),
+        ..SecurityAnswer::default()
+    };
+    security_view(&state, token.as_ref(), &form, &view, StatusCode::OK, answer).await
 }
 
 /// Starts setting up an authenticator app, then shows it on its own page (so a reload does not start over).
@@ -227,8 +282,11 @@ pub async fn totp_confirm(
 ) -> Result<Response, PageError> {
     let view = signed_in(&state, token.as_ref(), SECURITY).await?;
     let (status, error) = match state.flow.totp_confirm(token.as_ref(), &body.code, &who).await {
-        Ok(codes) if codes.is_empty() => return Ok(see_other("/settings/security?notice=totp_on")),
-        Ok(codes) => return Ok(recovery_codes_view(&state, &form, &view, codes, true)),
+        Ok(codes) if codes.is_empty() => return Ok(see_other(&SecurityNotice::TotpOn.location())),
+        Ok(codes) => {
+            let turned_on = "Your authenticator app is on. From now on, signing in asks for a code from it.";
+            return Ok(recovery_codes_view(&state, &form, &view, codes, Some(turned_on)));
+        }
         Err(FlowError::InvalidCode(_)) => (
             StatusCode::UNAUTHORIZED,
             "That code is not right. Check that the phone's clock is correct, then enter the newest code the app \
@@ -253,13 +311,135 @@ pub async fn totp_remove(
 ) -> Result<Response, PageError> {
     let view = signed_in(&state, token.as_ref(), SECURITY).await?;
     let status = match state.flow.totp_remove(token.as_ref(), &body.code, &who).await {
-        Ok(()) => return Ok(see_other("/settings/security?notice=totp_removed")),
+        Ok(()) => {
+            let factors = state.flow.second_factor_status(token.as_ref()).await?;
+            let notice = if factors.sms_phone.is_some() {
+                SecurityNotice::TotpRemovedSmsOn
+            } else {
+                SecurityNotice::TotpRemoved
+            };
+            return Ok(see_other(&notice.location()));
+        }
         Err(FlowError::InvalidCode(_)) => StatusCode::UNAUTHORIZED,
         Err(FlowError::BadRequest(_)) => StatusCode::BAD_REQUEST,
         Err(error) => return Err(error.into()),
     };
-    let error = "That code is not right, so the authenticator app is still on. Enter the newest code it shows.";
-    security_view(&state, token.as_ref(), &form, &view, status, None, Some(error.into())).await
+    let answer = SecurityAnswer {
+        error: Some(
+            "That code is not right, so the authenticator app is still on. Enter the newest code it shows.".into(),
+        ),
+        ..SecurityAnswer::default()
+    };
+    security_view(&state, token.as_ref(), &form, &view, status, answer).await
+}
+
+/// "Add a phone" (and "send a new code" on the confirmation page): texts a code to the number, then shows the
+/// confirmation page (after a redirect, so a reload sends nothing). The number is never written back into a page: a
+/// refused one is explained next to the field, which comes back empty.
+pub async fn sms_setup(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+    form: FormToken,
+    Protected(body): Protected<PhoneForm>,
+) -> Result<Response, PageError> {
+    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
+    let (status, phone_error, retry_after) = match state.flow.sms_setup(token.as_ref(), &body.phone, &who).await {
+        Ok(_) => return Ok(see_other(SMS_SETUP)),
+        // The field's hint already gives the form; this says what to change.
+        Err(FlowError::InvalidPhone) => (
+            StatusCode::BAD_REQUEST,
+            "That is not a number in international form. Start with + and the country code (1 for the US and \
+             Canada, 44 for the UK), then the number without its leading 0."
+                .into(),
+            None,
+        ),
+        Err(FlowError::SmsUnavailable(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The text message could not be sent just now, so the phone was not added. Try again in a minute.".into(),
+            None,
+        ),
+        Err(FlowError::TooManyAttempts { retry_after, .. }) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "A code was sent a moment ago. You can ask for a new one in {}.",
+                wait_text(retry_after)
+            ),
+            Some(retry_after),
+        ),
+        Err(error) => return Err(error.into()),
+    };
+    if body.again.is_some() {
+        if let Some(sms) = state.flow.sms_setup_in_progress(token.as_ref()).await? {
+            let page = sms_setup_view(&state, &form, &view, status, sms, None, Some(phone_error));
+            return Ok(with_retry_after(page, retry_after));
+        }
+    }
+    let answer = SecurityAnswer {
+        phone_error: Some(phone_error),
+        retry_after,
+        ..SecurityAnswer::default()
+    };
+    security_view(&state, token.as_ref(), &form, &view, status, answer).await
+}
+
+fn sms_setup_view(
+    state: &AppState,
+    form: &FormToken,
+    view: &SessionView,
+    status: StatusCode,
+    sms: SmsChallenge,
+    error: Option<String>,
+    phone_error: Option<String>,
+) -> Response {
+    html(
+        status,
+        &SmsSetupPage {
+            layout: layout(state, form, view, "Add a phone for text-message codes", SECURITY),
+            sms: sms_code(sms),
+            error,
+            phone_error,
+        },
+    )
+}
+
+pub async fn sms_setup_page(
+    State(state): State<AppState>,
+    SessionCookie(token): SessionCookie,
+    form: FormToken,
+) -> Result<Response, PageError> {
+    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
+    match state.flow.sms_setup_in_progress(token.as_ref()).await? {
+        Some(sms) => Ok(sms_setup_view(&state, &form, &view, StatusCode::OK, sms, None, None)),
+        None => Ok(see_other(SECURITY)),
+    }
+}
+
+pub async fn sms_confirm(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+    form: FormToken,
+    Protected(body): Protected<CodeForm>,
+) -> Result<Response, PageError> {
+    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
+    let (status, error) = match state.flow.sms_confirm(token.as_ref(), &body.code, &who).await {
+        Ok(codes) if codes.is_empty() => return Ok(see_other(&SecurityNotice::SmsOn.location())),
+        Ok(codes) => {
+            let turned_on = "Text-message codes are on. From now on, signing in asks for a code sent to your phone.";
+            return Ok(recovery_codes_view(&state, &form, &view, codes, Some(turned_on)));
+        }
+        Err(FlowError::InvalidCode(_)) => (
+            StatusCode::UNAUTHORIZED,
+            "That code is not right. Enter the 6 digits of the newest text message.".to_owned(),
+        ),
+        Err(error @ FlowError::BadRequest(_)) => (StatusCode::BAD_REQUEST, sentence(&error.to_string())),
+        Err(error) => return Err(error.into()),
+    };
+    match state.flow.sms_setup_in_progress(token.as_ref()).await? {
+        Some(sms) => Ok(sms_setup_view(&state, &form, &view, status, sms, Some(error), None)),
+        None => Ok(see_other(SECURITY)),
+    }
 }
 
 fn recovery_codes_view(
@@ -267,7 +447,7 @@ fn recovery_codes_view(
     form: &FormToken,
     view: &SessionView,
     codes: Vec<String>,
-    first_set: bool,
+    first_set: Option<&'static str>,
 ) -> Response {
     html(
         StatusCode::OK,
@@ -288,19 +468,13 @@ pub async fn regenerate_recovery_codes(
 ) -> Result<Response, PageError> {
     let view = signed_in(&state, token.as_ref(), SECURITY).await?;
     match state.flow.regenerate_recovery_codes(token.as_ref(), &who).await {
-        Ok(codes) => Ok(recovery_codes_view(&state, &form, &view, codes, false)),
+        Ok(codes) => Ok(recovery_codes_view(&state, &form, &view, codes, None)),
         Err(error @ FlowError::BadRequest(_)) => {
-            let message = sentence(&error.to_string());
-            security_view(
-                &state,
-                token.as_ref(),
-                &form,
-                &view,
-                StatusCode::BAD_REQUEST,
-                None,
-                Some(message),
-            )
-            .await
+            let answer = SecurityAnswer {
+                error: Some(sentence(&error.to_string())),
+                ..SecurityAnswer::default()
+            };
+            security_view(&state, token.as_ref(), &form, &view, StatusCode::BAD_REQUEST, answer).await
         }
         Err(error) => Err(error.into()),
     }

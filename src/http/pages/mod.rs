@@ -27,7 +27,9 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
+use self::templates::SmsCode;
 use super::AppState;
+use crate::flow::SmsChallenge;
 
 /// No inline script or style anywhere (the QR code is inline SVG, which carries neither), forms post only here, and
 /// no other site may frame a page (clickjacking a "remove authenticator" button).
@@ -36,12 +38,14 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 
 const STYLESHEET: &str = include_str!("../../../static/style.css");
 const COPY_SCRIPT: &str = include_str!("../../../static/copy.js");
+const RESEND_SCRIPT: &str = include_str!("../../../static/resend.js");
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(account::dashboard))
         .route("/login", get(sign_in::login_page).post(sign_in::login))
         .route("/login/2fa", get(sign_in::second_step_page).post(sign_in::second_step))
+        .route("/login/2fa/sms", post(sign_in::send_sms))
         .route("/logout", post(sign_in::logout))
         .route("/register", get(sign_in::register_page).post(sign_in::register))
         .route("/settings/security", get(account::security_page))
@@ -52,6 +56,11 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/settings/security/totp/confirm", post(account::totp_confirm))
         .route("/settings/security/totp/remove", post(account::totp_remove))
         .route(
+            "/settings/security/sms",
+            get(account::sms_setup_page).post(account::sms_setup),
+        )
+        .route("/settings/security/sms/confirm", post(account::sms_confirm))
+        .route(
             "/settings/security/recovery-codes",
             post(account::regenerate_recovery_codes),
         )
@@ -61,6 +70,7 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route("/static/style.css", get(stylesheet))
         .route("/static/copy.js", get(copy_script))
+        .route("/static/resend.js", get(resend_script))
 }
 
 /// The headers every page and every redirect between pages carries. The stack in `http::router` adds
@@ -126,6 +136,10 @@ async fn copy_script() -> Response {
     static_asset("text/javascript; charset=utf-8", COPY_SCRIPT)
 }
 
+async fn resend_script() -> Response {
+    static_asset("text/javascript; charset=utf-8", RESEND_SCRIPT)
+}
+
 fn static_asset(content_type: &'static str, body: &'static str) -> Response {
     // `no-cache` (revalidate) rather than a lifetime: a new binary must never be paired with an old stylesheet.
     (
@@ -149,6 +163,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for PageQuery<T> {
             .map(Self)
             .map_err(|_| PageError::BadRequest("The address has a malformed query string.".into()))
     }
+}
+
+/// An SMS code as the templates show it.
+fn sms_code(challenge: SmsChallenge) -> SmsCode {
+    SmsCode {
+        resend_wait: problem::wait_text(challenge.resend_in.max(1)),
+        phone: challenge.phone,
+        code_sent: challenge.code_sent,
+        resend_in: challenge.resend_in,
+    }
+}
+
+/// A page answering 429 inline (a refused resend) carries `Retry-After` like the 429 page does.
+fn with_retry_after(mut response: Response, retry_after: Option<i64>) -> Response {
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
+    response
 }
 
 /// A message from the flow (written lower-case for the JSON API) as a sentence on a page.

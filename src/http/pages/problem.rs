@@ -164,7 +164,7 @@ pub async fn render_problems(State(state): State<AppState>, request: Request, ne
 }
 
 /// "about 3 minutes", rounded up, so a person knows whether to wait or come back later.
-fn wait_text(seconds: i64) -> String {
+pub(super) fn wait_text(seconds: i64) -> String {
     let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
     if seconds < 60 {
         plural(seconds, "second")

@@ -7,9 +7,11 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::csrf::{FormToken, Protected};
+use super::problem::wait_text;
 use super::return_to::ReturnTo;
 use super::templates::{Layout, LoginPage, MethodChoice, RegisterPage, SecondStepPage};
-use super::{html, see_other, sentence, with_cookie, PageError, PageQuery};
+use super::{html, see_other, sentence, sms_code, with_cookie, with_retry_after, PageError, PageQuery};
+use crate::crypto::SessionToken;
 use crate::flow::{limits, FlowError, LoginOutcome, Method, PendingLogin};
 use crate::http::cookies;
 use crate::http::extract::{Client, SessionCookie};
@@ -84,6 +86,11 @@ pub struct CodeForm {
 }
 
 #[derive(Deserialize)]
+pub struct SendCodeForm {
+    return_to: Option<String>,
+}
+
+#[derive(Deserialize)]
 pub struct LogoutForm {
     return_to: Option<String>,
 }
@@ -110,7 +117,7 @@ fn layout(state: &AppState, form: &FormToken, title: &'static str) -> Layout {
 /// its second step (the only page it may open), a signed-in one onward. `None` when it is signed out.
 async fn elsewhere(
     state: &AppState,
-    token: Option<&crate::crypto::SessionToken>,
+    token: Option<&SessionToken>,
     return_to: Option<&ReturnTo>,
 ) -> Result<Option<String>, PageError> {
     if state.flow.pending_login(token).await?.is_some() {
@@ -203,8 +210,7 @@ pub async fn login(
     })
 }
 
-/// How each method is offered on the second step. When SMS arrives, `Method` gains a variant and this match (and
-/// with it the page) must say how to offer it.
+/// How each method is offered on the second step; a new `Method` must say here how it is offered.
 fn method_label(method: Method) -> &'static str {
     match method {
         Method::Totp => "Use your authenticator app",
@@ -213,39 +219,56 @@ fn method_label(method: Method) -> &'static str {
     }
 }
 
-fn second_step_view(
-    state: &AppState,
-    form: &FormToken,
+/// The second step's address showing `method`, coming back to `return_to` afterwards.
+fn second_step_location(return_to: Option<&ReturnTo>, method: Method) -> String {
+    let path = ReturnTo::carried(return_to, "/login/2fa");
+    let separator = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{separator}method={}", method.as_str())
+}
+
+/// What the second step shows besides the code field: the answer's status, an error, and for a refused resend how
+/// long to wait.
+struct StepAnswer<'a> {
     status: StatusCode,
+    return_to: Option<&'a ReturnTo>,
+    error: Option<String>,
+    retry_after: Option<i64>,
+}
+
+async fn second_step_view(
+    state: &AppState,
+    token: Option<&SessionToken>,
+    form: &FormToken,
     pending: PendingLogin,
     method: Method,
-    return_to: Option<&ReturnTo>,
-    error: Option<String>,
-) -> Response {
+    answer: StepAnswer<'_>,
+) -> Result<Response, PageError> {
+    let sms = match method {
+        Method::Sms => state.flow.pending_sms(token).await?.map(sms_code),
+        Method::Totp | Method::RecoveryCode => None,
+    };
     let others = pending
         .methods
         .iter()
         .filter(|&&other| other != method)
-        .map(|&other| {
-            let path = ReturnTo::carried(return_to, "/login/2fa");
-            let separator = if path.contains('?') { '&' } else { '?' };
-            MethodChoice {
-                label: method_label(other),
-                href: format!("{path}{separator}method={}", other.as_str()),
-            }
+        .map(|&other| MethodChoice {
+            label: method_label(other),
+            href: second_step_location(answer.return_to, other),
         })
         .collect();
-    form.attach(html(
-        status,
+    let page = html(
+        answer.status,
         &SecondStepPage {
             layout: layout(state, form, "Two-step sign-in"),
             username: pending.username,
             method,
+            sms,
             others,
-            return_to: return_to.map(|r| r.as_str().to_owned()),
-            error,
+            return_to: answer.return_to.map(|r| r.as_str().to_owned()),
+            error: answer.error,
         },
-    ))
+    );
+    Ok(form.attach(with_retry_after(page, answer.retry_after)))
 }
 
 /// The method asked for, if this sign-in can use it; else the first one it can.
@@ -276,15 +299,13 @@ pub async fn second_step_page(
             cookies::cleared_session(&state.web),
         ));
     };
-    Ok(second_step_view(
-        &state,
-        &form,
-        StatusCode::OK,
-        pending,
-        method,
-        return_to.as_ref(),
-        None,
-    ))
+    let answer = StepAnswer {
+        status: StatusCode::OK,
+        return_to: return_to.as_ref(),
+        error: None,
+        retry_after: None,
+    };
+    second_step_view(&state, token.as_ref(), &form, pending, method, answer).await
 }
 
 pub async fn second_step(
@@ -326,15 +347,69 @@ pub async fn second_step(
             cookies::cleared_session(&state.web),
         ));
     };
-    Ok(second_step_view(
-        &state,
-        &form,
+    let answer = StepAnswer {
         status,
-        pending,
-        method,
-        return_to.as_ref(),
-        Some(sentence(&error.to_string())),
-    ))
+        return_to: return_to.as_ref(),
+        error: Some(sentence(&error.to_string())),
+        retry_after: None,
+    };
+    second_step_view(&state, token.as_ref(), &form, pending, method, answer).await
+}
+
+/// "Send a code" and "Send a new code" on the second step: texts a code to the account's phone, then shows the code
+/// field (after a redirect, so reloading the page does not send another). A send the limits refuse is explained on
+/// the same page with when to ask again; a gateway failure too, with the other methods still offered.
+pub async fn send_sms(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SessionCookie(token): SessionCookie,
+    form: FormToken,
+    Protected(body): Protected<SendCodeForm>,
+) -> Result<Response, PageError> {
+    let return_to = ReturnTo::from_field(body.return_to.as_deref());
+    let expired = || see_other(&LoginNotice::Expired.location(return_to.as_ref()));
+    let Some(pending) = state.flow.pending_login(token.as_ref()).await? else {
+        return Ok(expired());
+    };
+    let (status, error, retry_after) = match state.flow.send_login_sms(token.as_ref(), &who).await {
+        Ok(_) => return Ok(see_other(&second_step_location(return_to.as_ref(), Method::Sms))),
+        Err(FlowError::NoPendingLogin) => return Ok(expired()),
+        Err(FlowError::SmsUnavailable(_)) => {
+            let message = if pending.methods.len() > 1 {
+                "The text message could not be sent just now. Try again in a minute, or choose another way to sign \
+                 in below."
+            } else {
+                "The text message could not be sent just now. Try again in a minute."
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, message.to_owned(), None)
+        }
+        Err(error @ FlowError::TooManyAttempts { .. }) => {
+            // The send limits (one code per 30 seconds, five an hour) are explained here, next to the code field; a
+            // second factor locked by wrong codes refuses every method, so that gets the 429 page.
+            match state.flow.pending_sms(token.as_ref()).await? {
+                Some(sms) if sms.resend_in > 0 => {
+                    let wait = wait_text(sms.resend_in);
+                    let message = if sms.code_sent {
+                        format!("You can ask for a new code in {wait}. The code already sent still works.")
+                    } else {
+                        format!("You can ask for a new code in {wait}.")
+                    };
+                    (StatusCode::TOO_MANY_REQUESTS, message, Some(sms.resend_in))
+                }
+                _ => return Err(error.into()),
+            }
+        }
+        Err(error @ FlowError::BadRequest(_)) => (StatusCode::BAD_REQUEST, sentence(&error.to_string()), None),
+        Err(error) => return Err(error.into()),
+    };
+    let method = chosen_method(&pending, Some(Method::Sms.as_str())).unwrap_or(Method::Sms);
+    let answer = StepAnswer {
+        status,
+        return_to: return_to.as_ref(),
+        error: Some(error),
+        retry_after,
+    };
+    second_step_view(&state, token.as_ref(), &form, pending, method, answer).await
 }
 
 pub async fn logout(

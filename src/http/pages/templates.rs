@@ -48,16 +48,37 @@ pub struct MethodChoice {
     pub href: String,
 }
 
+/// A code sent by text message, as a page shows it: the phone masked, and the resend control.
+pub struct SmsCode {
+    /// Masked, like `+1•••••67`.
+    pub phone: String,
+    /// Whether a code is waiting to be entered (else the page offers to send one).
+    pub code_sent: bool,
+    /// Seconds until a new code may be sent, for the countdown in `static/resend.js`; 0 when it may be now.
+    pub resend_in: i64,
+    /// The same wait in words, for the page without JavaScript.
+    pub resend_wait: String,
+}
+
 #[derive(Template)]
 #[template(path = "second_step.html")]
 pub struct SecondStepPage {
     pub layout: Layout,
     pub username: String,
     pub method: Method,
+    /// For `Method::Sms`: where the code goes and whether it was sent.
+    pub sms: Option<SmsCode>,
     /// The methods other than `method` this account can use.
     pub others: Vec<MethodChoice>,
     pub return_to: Option<String>,
     pub error: Option<String>,
+}
+
+impl SecondStepPage {
+    /// SMS before a code was sent: the page offers to send one, and the code field comes after.
+    pub fn awaiting_send(&self) -> bool {
+        self.sms.as_ref().is_some_and(|sms| !sms.code_sent)
+    }
 }
 
 #[derive(Template)]
@@ -85,6 +106,12 @@ pub struct DashboardPage {
 pub struct SecurityPage {
     pub layout: Layout,
     pub totp: bool,
+    /// The enrolled phone, masked; `None` when text-message codes are off.
+    pub sms_phone: Option<String>,
+    /// Whether this server has an SMS gateway, so a phone can be added.
+    pub offers_sms: bool,
+    /// A message about the phone field (an invalid number, a gateway failure), shown next to it.
+    pub phone_error: Option<String>,
     pub recovery_codes_left: i64,
     pub recovery_codes_per_set: usize,
     /// Whether the sign-in is recent enough to change factors; if not, the page offers to sign in again.
@@ -105,13 +132,25 @@ pub struct TotpSetupPage {
     pub error: Option<String>,
 }
 
+/// The page that confirms a phone being added for text-message codes, with the code sent to it.
+#[derive(Template)]
+#[template(path = "sms_setup.html")]
+pub struct SmsSetupPage {
+    pub layout: Layout,
+    pub sms: SmsCode,
+    pub error: Option<String>,
+    /// A message about the phone field of the "send a new code" form.
+    pub phone_error: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "recovery_codes.html")]
 pub struct RecoveryCodesPage {
     pub layout: Layout,
     pub codes: Vec<String>,
-    /// True right after setting up the first factor; false after asking for a new set.
-    pub first_set: bool,
+    /// Right after setting up the first factor, the sentence saying which one is now on; `None` after asking for a
+    /// new set.
+    pub first_set: Option<&'static str>,
 }
 
 /// The download of a set of recovery codes: a plain-text file.
