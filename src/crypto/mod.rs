@@ -62,9 +62,19 @@ impl Keys {
         }
     }
 
+    /// Writes a new key to a private temporary file beside `path`, then links it into place, so the file appears
+    /// complete or not at all: instances starting together never read a half-written key. If another process linked
+    /// its key first, that one is used, so all agree on one key.
     fn create(path: &Path) -> Result<Self, KeyError> {
         let mut key = [0u8; KEY_BYTES];
         OsRng.fill_bytes(&mut key);
+        let uncreatable = |source| KeyError::Uncreatable {
+            path: path.to_owned(),
+            source,
+        };
+        let mut suffix = [0u8; 8];
+        OsRng.fill_bytes(&mut suffix);
+        let temporary = path.with_extension(format!("new-{}", hex::encode(suffix)));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -72,17 +82,20 @@ impl Keys {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let written = options
-            .open(path)
-            .and_then(|mut file| file.write_all(format!("{}\n", hex::encode(key)).as_bytes()));
-        match written {
+        options
+            .open(&temporary)
+            .and_then(|mut file| {
+                file.write_all(format!("{}\n", hex::encode(key)).as_bytes())?;
+                file.sync_all()
+            })
+            .map_err(uncreatable)?;
+        let linked = std::fs::hard_link(&temporary, path);
+        // The temporary name has served its purpose either way; a leftover would only be clutter.
+        let _ = std::fs::remove_file(&temporary);
+        match linked {
             Ok(()) => Ok(Self::from_master(&key)),
-            // Another process created it first: use theirs, so both agree on one key.
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Self::load_or_create(path),
-            Err(source) => Err(KeyError::Uncreatable {
-                path: path.to_owned(),
-                source,
-            }),
+            Err(source) => Err(uncreatable(source)),
         }
     }
 
@@ -269,6 +282,21 @@ mod tests {
         }
         std::fs::write(&path, "not a key").unwrap();
         assert!(matches!(Keys::load_or_create(&path), Err(KeyError::Malformed { .. })));
+        let racing = dir.path().join("racing.key");
+        let keys: Vec<Keys> = std::thread::scope(|scope| {
+            let starts: Vec<_> = (0..8).map(|_| scope.spawn(|| Keys::load_or_create(&racing))).collect();
+            starts.into_iter().map(|start| start.join().unwrap().unwrap()).collect()
+        });
+        let sealed = keys[0].seal("x", b"y");
+        assert!(
+            keys.iter().all(|k| k.open("x", &sealed).is_some()),
+            "all racers agree on one key"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "no temporary file is left behind"
+        );
         let missing_dir = dir.path().join("no/such/folder/twofold.key");
         assert!(matches!(
             Keys::load_or_create(&missing_dir),
