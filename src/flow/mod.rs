@@ -256,6 +256,14 @@ impl Flow {
         Ok(())
     }
 
+    /// What the database stores for a set of recovery codes: their keyed digests.
+    fn recovery_code_digests(&self, codes: &[crate::otp::RecoveryCode]) -> Vec<Vec<u8>> {
+        codes
+            .iter()
+            .map(|code| self.keys.recovery_code_digest(code.as_str()))
+            .collect()
+    }
+
     fn totp_context(user: UserId) -> String {
         format!("totp:{}", user.0)
     }

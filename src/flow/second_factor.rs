@@ -337,10 +337,7 @@ impl Flow {
         };
         let first_factor = Method::available_to(&user).is_empty();
         let codes = first_factor.then(otp::generate_recovery_codes).unwrap_or_default();
-        let digests: Vec<Vec<u8>> = codes
-            .iter()
-            .map(|code| self.keys.recovery_code_digest(code.as_str()))
-            .collect();
+        let digests = self.recovery_code_digests(&codes);
         let activated = self
             .store
             .activate_totp(
@@ -422,10 +419,7 @@ impl Flow {
             ));
         }
         let codes = otp::generate_recovery_codes();
-        let digests: Vec<Vec<u8>> = codes
-            .iter()
-            .map(|code| self.keys.recovery_code_digest(code.as_str()))
-            .collect();
+        let digests = self.recovery_code_digests(&codes);
         self.store
             .replace_recovery_codes(user.id, &digests, self.now_unix())
             .await?;

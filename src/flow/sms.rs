@@ -237,10 +237,7 @@ impl Flow {
         let account_failures = self.claim(&check).await??;
         let first_factor = Method::available_to(&user).is_empty();
         let codes = first_factor.then(otp::generate_recovery_codes).unwrap_or_default();
-        let digests: Vec<Vec<u8>> = codes
-            .iter()
-            .map(|code| self.keys.recovery_code_digest(code.as_str()))
-            .collect();
+        let digests = self.recovery_code_digests(&codes);
         let digest = self.keys.sms_code_digest(user.id.0, code.as_str());
         let activated = self
             .store
