@@ -102,7 +102,7 @@ pub async fn open_flow(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Flo
 async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<(Arc<Flow>, Arc<Keys>), StartupError> {
     let store = open_store(config).await?;
     let keys = Arc::new(Keys::load_or_create(&config.secret_key_file)?);
-    let hasher = PasswordHasher::new().await?;
+    let hasher = PasswordHasher::new()?;
     let sms = config
         .sms
         .as_ref()

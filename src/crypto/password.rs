@@ -1,15 +1,18 @@
 //! Passwords: the policy for new ones, and Argon2id hashing off the async reactor.
 //!
-//! Hashing runs on tokio's blocking pool behind a semaphore with one permit per core: the reactor threads stay free
-//! to answer session checks while logins hash, and a flood of logins queues instead of allocating 19 MiB per request.
+//! Hashing runs on one dedicated thread per core, each reusing its own 19 MiB of Argon2 memory: the reactor threads
+//! stay free to answer session checks while logins hash, a flood of logins queues instead of allocating 19 MiB per
+//! request, and the memory stays bounded at cores × 19 MiB. (Allocating per hash on tokio's blocking pool let the
+//! allocator keep every thread's freed 19 MiB: the server grew past 700 MiB under a burst of logins.)
 
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 use unicode_normalization::UnicodeNormalization;
 
 /// OWASP's Argon2id row: m = 19 MiB, t = 2, p = 1.
@@ -89,62 +92,152 @@ pub fn check_new_password(raw: &str, username: &str, issuer: &str) -> Result<Pas
 pub enum HashError {
     #[error("password hashing failed: {0}")]
     Argon2(String),
-    #[error("the password hashing task stopped: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    #[error("the password hashing threads have stopped")]
+    Stopped,
 }
 
-/// Hashes and verifies passwords on the blocking pool.
+impl From<argon2::Error> for HashError {
+    fn from(error: argon2::Error) -> Self {
+        Self::Argon2(error.to_string())
+    }
+}
+
+impl From<argon2::password_hash::Error> for HashError {
+    fn from(error: argon2::password_hash::Error) -> Self {
+        Self::Argon2(error.to_string())
+    }
+}
+
+/// Work for a hashing thread, with where to send the answer.
+enum Job {
+    Hash(Password, oneshot::Sender<Result<String, HashError>>),
+    Verify(Password, Arc<str>, oneshot::Sender<Result<bool, HashError>>),
+}
+
+/// Verified against when the user does not exist, so that an unknown username costs the same time as a wrong
+/// password: a hash, with the production parameters, of a random password that was thrown away. Whatever it matches,
+/// an unknown user's answer is "wrong password".
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$KTtOM6j78EGifboY+9qkow$BEERkEbSQztFs5t6NjQ7yWS/2gP5zhicixnGswIfLyE";
+
+/// Hashes and verifies passwords on its own threads, one per core. Clones share the threads; they stop when the last
+/// clone is dropped.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    permits: Arc<Semaphore>,
-    /// A hash of a random password, verified against when the user does not exist so that an unknown username costs
-    /// the same time as a wrong password.
-    dummy: Arc<str>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl PasswordHasher {
-    /// Computes the dummy hash, so call it once at start (it takes one hash's time).
-    pub async fn new() -> Result<Self, HashError> {
+    /// Starts the hashing threads. Each takes its Argon2 memory at its first hash and keeps it.
+    pub fn new() -> Result<Self, HashError> {
+        let (jobs, queue) = mpsc::channel();
+        let queue = Arc::new(Mutex::new(queue));
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let permits = Arc::new(Semaphore::new(cores));
-        let dummy_password = Password(SecretString::from(crate::crypto::flow_id()));
-        let dummy: Arc<str> = tokio::task::spawn_blocking(move || hash_now(&dummy_password))
-            .await??
-            .into();
-        Ok(Self { permits, dummy })
+        for n in 0..cores {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || Worker::default().run(&queue))
+                .map_err(|e| HashError::Argon2(format!("cannot start a hashing thread: {e}")))?;
+        }
+        Ok(Self { jobs })
     }
 
     pub async fn hash(&self, password: Password) -> Result<String, HashError> {
-        let _permit = self.permits.acquire().await;
-        tokio::task::spawn_blocking(move || hash_now(&password)).await?
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job::Hash(password, reply)).map_err(|_| HashError::Stopped)?;
+        answer.await.map_err(|_| HashError::Stopped)?
     }
 
     /// True when `password` matches `stored`; with no stored hash, checks the dummy and answers false.
     pub async fn verify(&self, password: Password, stored: Option<String>) -> Result<bool, HashError> {
-        let _permit = self.permits.acquire().await;
         let known = stored.is_some();
-        let phc: Arc<str> = stored.map_or_else(|| self.dummy.clone(), Arc::from);
-        let matches = tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&phc).map_err(|e| HashError::Argon2(e.to_string()))?;
-            Ok::<_, HashError>(argon2().verify_password(password.bytes(), &parsed).is_ok())
-        })
-        .await??;
+        let phc: Arc<str> = stored.map_or_else(|| Arc::from(DUMMY_HASH), Arc::from);
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Verify(password, phc, reply))
+            .map_err(|_| HashError::Stopped)?;
+        let matches = answer.await.map_err(|_| HashError::Stopped)??;
         Ok(known && matches)
     }
 }
 
-fn argon2() -> Argon2<'static> {
+fn params() -> Params {
     // The constants are a valid parameter set (checked by the test below), so this never falls back.
-    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).unwrap_or_default();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).unwrap_or_default()
 }
 
-fn hash_now(password: &Password) -> Result<String, HashError> {
-    let salt = SaltString::generate(&mut OsRng);
-    argon2()
-        .hash_password(password.bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| HashError::Argon2(e.to_string()))
+/// One hashing thread and the Argon2 memory it keeps between hashes.
+#[derive(Default)]
+struct Worker {
+    memory: Vec<Block>,
+}
+
+impl Worker {
+    /// Takes jobs until every [`PasswordHasher`] is gone. A requester that stopped waiting is no error.
+    fn run(mut self, queue: &Mutex<mpsc::Receiver<Job>>) {
+        loop {
+            // Held only while taking a job, not while hashing it. A poisoned lock still guards a valid receiver.
+            let job = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
+            match job {
+                Ok(Job::Hash(password, reply)) => {
+                    let _ = reply.send(self.hash(&password));
+                }
+                Ok(Job::Verify(password, phc, reply)) => {
+                    let _ = reply.send(self.verify(&password, &phc));
+                }
+                Err(mpsc::RecvError) => return,
+            }
+        }
+    }
+
+    /// Argon2 of `password` and `salt` into `out`, in this thread's memory (grown if `argon2` needs more).
+    fn argon2_into(&mut self, argon2: &Argon2, password: &Password, salt: &[u8], out: &mut [u8]) -> Result<(), HashError> {
+        let blocks = argon2.params().block_count();
+        if self.memory.len() < blocks {
+            self.memory.resize(blocks, Block::default());
+        }
+        Ok(argon2.hash_password_into_with_memory(password.bytes(), salt, out, &mut self.memory[..blocks])?)
+    }
+
+    /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) of `password` with a fresh salt.
+    fn hash(&mut self, password: &Password) -> Result<String, HashError> {
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params());
+        let salt = SaltString::generate(&mut OsRng);
+        let mut salt_bytes = [0u8; 64];
+        let raw_salt = salt.as_salt().decode_b64(&mut salt_bytes)?;
+        let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+            self.argon2_into(&argon2, password, raw_salt, out)
+                .map_err(|_| argon2::password_hash::Error::Crypto)
+        })?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(argon2.params())?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
+        Ok(phc.to_string())
+    }
+
+    /// Whether `password` matches the PHC string `phc`, with the algorithm, version and parameters written in it (so
+    /// hashes made under older parameters keep working). Compared in constant time.
+    fn verify(&mut self, password: &Password, phc: &str) -> Result<bool, HashError> {
+        let parsed = PasswordHash::new(phc)?;
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return Err(HashError::Argon2("the stored hash has no salt or no output".into()));
+        };
+        let algorithm = Algorithm::try_from(parsed.algorithm)?;
+        let version = parsed.version.map(Version::try_from).transpose()?.unwrap_or_default();
+        let argon2 = Argon2::new(algorithm, version, Params::try_from(&parsed)?);
+        let mut salt_bytes = [0u8; 64];
+        let raw_salt = salt.decode_b64(&mut salt_bytes)?;
+        let computed = Output::init_with(expected.len(), |out| {
+            self.argon2_into(&argon2, password, raw_salt, out)
+                .map_err(|_| argon2::password_hash::Error::Crypto)
+        })?;
+        // `Output`'s equality is constant-time.
+        Ok(computed == expected)
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +247,15 @@ mod tests {
     #[test]
     fn parameters_are_owasps() {
         assert!(Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).is_ok());
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
+        assert_eq!(dummy.algorithm, Algorithm::Argon2id.ident());
+        assert_eq!(dummy.version, Some(Version::V0x13.into()));
+        assert_eq!(dummy.params, ParamsString::try_from(&params()).unwrap());
+        assert_eq!(dummy.hash.unwrap().len(), Params::DEFAULT_OUTPUT_LEN);
     }
 
     #[test]
@@ -188,7 +290,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_verify_and_unknown_users_fail() {
-        let hasher = PasswordHasher::new().await.unwrap();
+        let hasher = PasswordHasher::new().unwrap();
         let phc = hasher.hash(Password::new("ﬁne password").unwrap()).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(hasher
@@ -206,5 +308,38 @@ mod tests {
         assert!(!hasher.verify(Password::new("anything").unwrap(), None).await.unwrap());
         assert!(Password::new("").is_none());
         assert!(Password::new(&"x".repeat(1025)).is_none());
+    }
+
+    /// Hashes written by another implementation (argon2-cffi) under other parameters, smaller and larger than the
+    /// production ones, still verify: the parameters come from the stored string and a thread's memory grows to fit.
+    #[tokio::test]
+    async fn hashes_with_other_parameters_verify() {
+        let hasher = PasswordHasher::new().unwrap();
+        for stored in [
+            "$argon2id$v=19$m=8192,t=3,p=1$yK32LUCodDYki3iWEvi9wg$rWg9KbbTKzc0dI7mLNGMbkHZJw67rRLfVTZpxj//ncY",
+            "$argon2id$v=19$m=32768,t=1,p=1$BlqET1bKqthnsMTTI7o/lA$inBLwbhU/2cIHqWHcN0Ashk/jTY9fxCPwXzvm0mRnbo",
+        ] {
+            let right = Password::new("an older passphrase").unwrap();
+            assert!(hasher.verify(right, Some(stored.into())).await.unwrap(), "{stored}");
+            let wrong = Password::new("an older passphrasE").unwrap();
+            assert!(!hasher.verify(wrong, Some(stored.into())).await.unwrap(), "{stored}");
+        }
+        let garbage = hasher.verify(Password::new("x").unwrap(), Some("$argon2id$nonsense".into())).await;
+        assert!(matches!(garbage, Err(HashError::Argon2(_))));
+    }
+
+    /// Many more requests than threads: each gets its own answer.
+    #[tokio::test]
+    async fn concurrent_requests_get_their_own_answers() {
+        let hasher = PasswordHasher::new().unwrap();
+        let phc = hasher.hash(Password::new("the one right password").unwrap()).await.unwrap();
+        let checks = (0..6).map(|n| {
+            let (hasher, phc) = (hasher.clone(), phc.clone());
+            let typed = if n % 2 == 0 { "the one right password" } else { "a wrong password" };
+            async move { (n, hasher.verify(Password::new(typed).unwrap(), Some(phc)).await.unwrap()) }
+        });
+        for (n, matched) in futures::future::join_all(checks).await {
+            assert_eq!(matched, n % 2 == 0, "request {n}");
+        }
     }
 }
