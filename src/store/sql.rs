@@ -49,7 +49,12 @@ pub struct PoolSettings {
 /// The store, on SQLite ([`SqliteStore`]) or PostgreSQL ([`PostgresStore`]).
 #[derive(Debug)]
 pub struct SqlStore<DB: Database> {
-    pool: Pool<DB>,
+    /// Connections for transactions and statements that write. On SQLite just one: writers queue here, in order,
+    /// instead of sleeping in SQLite's busy handler while another connection holds the file's write lock.
+    writer: Pool<DB>,
+    /// Connections for reads that need no lock. On SQLite, read-only connections that WAL lets run beside the
+    /// writer; on PostgreSQL the same pool as `writer`.
+    reader: Pool<DB>,
     timeout: Duration,
 }
 
@@ -76,8 +81,12 @@ where
     for<'q> UserId: Encode<'q, DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    pub(super) fn new(pool: Pool<DB>, timeout: Duration) -> Self {
-        Self { pool, timeout }
+    pub(super) fn new(writer: Pool<DB>, reader: Pool<DB>, timeout: Duration) -> Self {
+        Self {
+            writer,
+            reader,
+            timeout,
+        }
     }
 
     /// Fails `work` as [`StoreError::TimedOut`] if it takes longer than the configured timeout, so a database that
@@ -90,7 +99,7 @@ where
 
     /// A transaction for a write that involves no account, or only one statement's worth of rows.
     async fn write(&self) -> StoreResult<Transaction<'static, DB>> {
-        Ok(self.pool.begin_with(DB::BEGIN_WRITE).await?)
+        Ok(self.writer.begin_with(DB::BEGIN_WRITE).await?)
     }
 
     /// A transaction for several writes to one account's rows, holding the account's lock from its first statement.
@@ -195,7 +204,7 @@ where
             .bind(username)
             .bind(password_hash)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
             inserted.map(UserId).ok_or(StoreError::UsernameTaken)
         })
@@ -205,7 +214,7 @@ where
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
         self.bounded(async {
             let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
-            Ok(sqlx::query_as(&sql).bind(username).fetch_optional(&self.pool).await?)
+            Ok(sqlx::query_as(&sql).bind(username).fetch_optional(&self.reader).await?)
         })
         .await
     }
@@ -213,7 +222,7 @@ where
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
         self.bounded(async {
             let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-            Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+            Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.reader).await?)
         })
         .await
     }
@@ -227,7 +236,7 @@ where
                      second_factor_failures, second_factor_locked_until, last_login_at \
                  FROM users ORDER BY username",
             )
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?)
         })
         .await
@@ -237,7 +246,7 @@ where
         self.bounded(async {
             let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             Ok(DB::rows_affected(&deleted) == 1)
         })
@@ -275,7 +284,7 @@ where
         self.bounded(async {
             sqlx::query("UPDATE users SET second_factor_failures = 0, second_factor_locked_until = NULL WHERE id = $1")
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             Ok(())
         })
@@ -288,7 +297,7 @@ where
                 .bind(sealed_secret)
                 .bind(now)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             Ok(())
         })
@@ -403,7 +412,7 @@ where
             )
             .bind(id)
             .bind(now - 3600)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await?;
             Ok(policy.wait(count, latest, oldest, now))
         })
@@ -426,7 +435,7 @@ where
             .bind(purpose.as_str())
             .bind(session)
             .bind(now)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await?;
             Ok(waiting > 0)
         })
@@ -437,7 +446,7 @@ where
         self.bounded(async {
             sqlx::query("DELETE FROM sms_sends WHERE id = $1")
                 .bind(slot.0)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             Ok(())
         })
@@ -574,7 +583,7 @@ where
                     "SELECT second_factor_failures, second_factor_locked_until FROM users WHERE id = $1",
                 )
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reader)
                 .await?
                 .unwrap_or((policy.hard_cap, None));
                 let until = if failures >= policy.hard_cap { None } else { until };
@@ -714,7 +723,7 @@ where
             let sql = format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_digest = $1"
             );
-            Ok(sqlx::query_as(&sql).bind(digest).fetch_optional(&self.pool).await?)
+            Ok(sqlx::query_as(&sql).bind(digest).fetch_optional(&self.reader).await?)
         })
         .await
     }
@@ -724,7 +733,7 @@ where
             sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
                 .bind(now)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             Ok(())
         })
@@ -754,7 +763,7 @@ where
             let deleted = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR id <> $2)")
                 .bind(id)
                 .bind(keep)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             Ok(DB::rows_affected(&deleted))
         })
@@ -768,7 +777,7 @@ where
             )
             .bind(now)
             .bind(idle_seconds)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
             Ok(DB::rows_affected(&deleted))
         })
@@ -835,7 +844,7 @@ where
                 "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
                  WHERE ($1 IS NULL OR s.user_id = $1) ORDER BY s.created_at DESC, s.id DESC"
             );
-            Ok(sqlx::query_as(&sql).bind(user).fetch_all(&self.pool).await?)
+            Ok(sqlx::query_as(&sql).bind(user).fetch_all(&self.reader).await?)
         })
         .await
     }
@@ -858,7 +867,7 @@ where
 
     async fn ping(&self) -> StoreResult<()> {
         self.bounded(async {
-            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            sqlx::query("SELECT 1").execute(&self.reader).await?;
             Ok(())
         })
         .await
@@ -925,7 +934,7 @@ where
             .bind(filter.event.as_deref())
             .bind(filter.outcome.as_deref())
             .bind(filter.flow_id.as_deref())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?)
         })
         .await
@@ -935,7 +944,7 @@ where
         self.bounded(async {
             Ok(
                 sqlx::query_as("SELECT last_id, last_mac, mac FROM audit_anchor WHERE id = 1")
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.reader)
                     .await?,
             )
         })

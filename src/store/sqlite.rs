@@ -1,6 +1,7 @@
 //! SQLite: one file, WAL mode, writes serialised by `BEGIN IMMEDIATE` so a transaction never has to upgrade a read
 //! lock (which SQLite answers with an immediate "busy" instead of waiting). Only one machine can use the file, so
-//! holding the database's write lock is the account lock too.
+//! holding the database's write lock is the account lock too. All of this process's writes go through one
+//! connection and queue for it; reads run on read-only connections beside it.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -37,12 +38,17 @@ impl SqliteStore {
             .foreign_keys(true)
             // A writer waits this long for another's lock, then the call fails as unavailable (503).
             .busy_timeout(settings.timeout);
-        let pool = SqlitePoolOptions::new()
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(settings.timeout)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATIONS.run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.timeout)
-            .connect_with(options)
+            .connect_with(options.read_only(true))
             .await?;
-        MIGRATIONS.run(&pool).await?;
-        Ok(Self::new(pool, settings.timeout))
+        Ok(Self::new(writer, reader, settings.timeout))
     }
 }
