@@ -162,6 +162,9 @@ async fn reset_2fa_ends_sessions_and_next_login_is_password_only() {
     let output = app.cli(&["user", "reset-2fa", "alice"], None);
     assert_success(&output);
 
+    // The command is another process: the server notices within its session cache's second, not at once.
+    assert_eq!(app.get("/auth/session", Some(&cookie)).await.status, 200);
+    app.advance(1);
     app.get("/auth/session", Some(&cookie))
         .await
         .assert_error(401, "unauthenticated");

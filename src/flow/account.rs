@@ -52,6 +52,7 @@ impl Flow {
     pub async fn reset_second_factors(&self, username: &str) -> FlowResult<()> {
         let user = self.user_named(username).await?;
         self.store.reset_second_factors(user.id).await?;
+        self.sessions.forget_user(user.id, None);
         let who = Requester::command_line();
         self.audit(
             Event::UserReset2fa,
@@ -85,6 +86,7 @@ impl Flow {
         if !self.store.delete_user(user.id).await? {
             return Err(FlowError::NoSuchUser(username.to_owned()));
         }
+        self.sessions.forget_user(user.id, None);
         let who = Requester::command_line();
         self.audit(
             Event::UserDelete,

@@ -12,6 +12,7 @@
 //!   transaction that consumes the proof (a TOTP step or a recovery code).
 
 mod account;
+mod cache;
 pub mod limits;
 pub mod machine;
 mod operator;
@@ -172,6 +173,7 @@ pub struct Flow {
     sms: Option<Sender>,
     metrics: Arc<Metrics>,
     settings: FlowSettings,
+    sessions: cache::SessionCache,
 }
 
 impl Flow {
@@ -192,6 +194,7 @@ impl Flow {
             sms,
             metrics,
             settings,
+            sessions: cache::SessionCache::default(),
         }
     }
 

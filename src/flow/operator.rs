@@ -105,6 +105,7 @@ impl Flow {
             .delete_session_by_id(SessionId(id))
             .await?
             .ok_or(FlowError::NoSuchSession(id))?;
+        self.sessions.forget_session(session.id);
         let who = Requester::command_line();
         let subject = Some((session.user_id, session.username.as_str()));
         self.audit(
@@ -122,6 +123,7 @@ impl Flow {
     pub async fn revoke_user_sessions(&self, username: &str) -> FlowResult<u64> {
         let user = self.user_named(username).await?;
         let ended = self.store.delete_user_sessions(user.id, None).await?;
+        self.sessions.forget_user(user.id, None);
         let who = Requester::command_line();
         self.audit(
             Event::SessionRevoke,

@@ -353,7 +353,7 @@ impl Flow {
                 "the authenticator set-up changed meanwhile: start the set-up again".into(),
             ));
         }
-        self.store.delete_user_sessions(user.id, Some(view.session_id)).await?;
+        self.end_other_sessions(user.id, view.session_id).await?;
         self.audit(
             Event::TotpConfirm,
             Outcome::Success,
@@ -392,7 +392,7 @@ impl Flow {
         if let Some(failure) = failure {
             return self.fail(&check, failure, account_failures).await;
         }
-        self.store.delete_user_sessions(user.id, Some(view.session_id)).await?;
+        self.end_other_sessions(user.id, view.session_id).await?;
         self.audit(
             Event::TotpRemove,
             Outcome::Success,

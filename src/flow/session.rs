@@ -1,5 +1,7 @@
 //! Signing in with a password, what a session token is worth, and signing out.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -206,16 +208,26 @@ impl Flow {
     /// The full session behind `token`; pending, expired and unknown tokens are all just "not signed in".
     pub async fn session(&self, token: Option<&SessionToken>) -> FlowResult<SessionView> {
         let token = token.ok_or(FlowError::Unauthenticated)?;
-        let now = self.now_unix();
+        let digest = token.digest();
+        let at = self.now();
+        let now = at.unix_timestamp();
         let idle = self.settings.session_idle_seconds;
-        let session = self
-            .store
-            .session_by_digest(&token.digest())
-            .await?
+        let session = match self.sessions.get(&digest, at) {
+            Some(session) => Some(session),
+            None => {
+                let read = self.store.session_by_digest(&digest).await?.map(Arc::new);
+                if let Some(session) = &read {
+                    self.sessions.put(digest.clone(), session.clone(), at);
+                }
+                read
+            }
+        };
+        let session = session
             .filter(|s| s.state.0 == SessionState::Full && s.expires_at > now && s.last_seen_at + idle > now)
             .ok_or(FlowError::Unauthenticated)?;
         let seen = if now - session.last_seen_at >= limits::TOUCH_INTERVAL_SECONDS {
             self.store.touch_session(session.id, now).await?;
+            self.sessions.touched(&digest, now);
             now
         } else {
             session.last_seen_at
@@ -251,7 +263,9 @@ impl Flow {
     /// Ends whatever session `token` names (pending or full). Always succeeds: logging out twice is harmless.
     pub async fn logout(&self, token: Option<&SessionToken>, who: &Requester) -> FlowResult<()> {
         let Some(token) = token else { return Ok(()) };
-        if let Some(session) = self.store.delete_session(&token.digest()).await? {
+        let digest = token.digest();
+        self.sessions.forget(&digest);
+        if let Some(session) = self.store.delete_session(&digest).await? {
             let from = match session.state.0 {
                 SessionState::Pending => State::Pending,
                 SessionState::Full => State::SignedIn,
@@ -267,6 +281,13 @@ impl Flow {
             )
             .await?;
         }
+        Ok(())
+    }
+
+    /// Ends the account's sessions but `keep` (the one that just changed a factor), here and in the database.
+    pub(super) async fn end_other_sessions(&self, user: UserId, keep: SessionId) -> FlowResult<()> {
+        self.store.delete_user_sessions(user, Some(keep)).await?;
+        self.sessions.forget_user(user, Some(keep));
         Ok(())
     }
 

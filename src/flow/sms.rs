@@ -246,7 +246,7 @@ impl Flow {
         if !activated {
             return self.fail(&check, Failure::Wrong, account_failures).await;
         }
-        self.store.delete_user_sessions(user.id, Some(view.session_id)).await?;
+        self.end_other_sessions(user.id, view.session_id).await?;
         self.audit(
             Event::SmsConfirm,
             Outcome::Success,
