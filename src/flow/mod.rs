@@ -37,7 +37,7 @@ use crate::crypto::password::{HashError, PasswordHasher, WeakPassword};
 use crate::crypto::{flow_id as flow_id_new, Keys};
 use crate::metrics::Metrics;
 use crate::sms::Sender;
-use crate::store::{Store, StoreError, User, UserId};
+use crate::store::{Seal, Store, StoreError, User, UserId};
 
 /// Settings the flow needs from the configuration.
 #[derive(Debug, Clone)]
@@ -231,32 +231,53 @@ impl Flow {
         flow_id: Option<&str>,
         method: Option<Method>,
     ) -> FlowResult<()> {
-        let flow_id = flow_id.map_or_else(flow_id_new, str::to_owned);
-        let record = AuditEvent {
+        let record = self.audit_event(event, outcome, who, user, flow_id, method);
+        self.store.record_audit(&record, &*self.seal(&record)).await?;
+        self.audited(&record);
+        Ok(())
+    }
+
+    /// An audit event of this moment, not yet written.
+    fn audit_event(
+        &self,
+        event: Event,
+        outcome: Outcome,
+        who: &Requester,
+        user: Option<(UserId, &str)>,
+        flow_id: Option<&str>,
+        method: Option<Method>,
+    ) -> AuditEvent {
+        AuditEvent {
             at: self.now(),
-            flow_id: Some(flow_id.clone()),
+            flow_id: Some(flow_id.map_or_else(flow_id_new, str::to_owned)),
             user_id: user.map(|(id, _)| id),
             username: user.map(|(_, name)| name.to_owned()),
             requester: who.clone(),
             event,
             method: method.map(Method::as_str),
             outcome,
-        };
+        }
+    }
+
+    /// What links `record` into the audit chain: its MAC, given the previous event's.
+    fn seal(&self, record: &AuditEvent) -> Box<Seal> {
+        let keys = self.keys.clone();
+        let record = record.clone();
+        Box::new(move |prev: &[u8]| crate::audit::chain::event_mac(&keys, prev, &record.content()))
+    }
+
+    /// Logs and counts an event the database has recorded.
+    fn audited(&self, record: &AuditEvent) {
         tracing::info!(
-            event = event.as_str(),
-            outcome = outcome.as_str(),
+            event = record.event.as_str(),
+            outcome = record.outcome.as_str(),
             user = record.username.as_deref().unwrap_or("-"),
             method = record.method.unwrap_or("-"),
-            client = who.client_addr.as_deref().unwrap_or("-"),
-            flow = flow_id,
+            client = record.requester.client_addr.as_deref().unwrap_or("-"),
+            flow = record.flow_id.as_deref().unwrap_or("-"),
             "audit"
         );
-        let keys = self.keys.clone();
-        let content_owner = record.clone();
-        let seal = move |prev: &[u8]| crate::audit::chain::event_mac(&keys, prev, &content_owner.content());
-        self.store.record_audit(&record, &seal).await?;
-        self.metrics.observe(&record);
-        Ok(())
+        self.metrics.observe(record);
     }
 
     /// What the database stores for a set of recovery codes: their keyed digests.

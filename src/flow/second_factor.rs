@@ -6,7 +6,7 @@
 
 use super::machine::{State, Step};
 use super::{limits, Flow, FlowError, FlowResult, Method};
-use crate::audit::{Event, Outcome, Requester};
+use crate::audit::{AuditEvent, Event, Outcome, Requester};
 use crate::crypto::SessionToken;
 use crate::otp::{self, RecoveryCode, SixDigitCode};
 use crate::store::{AttemptClaim, LoginCompletion, NewSession, Proof, SessionId, SessionState, User, UserId};
@@ -138,9 +138,15 @@ impl Flow {
             user_agent: who.user_agent.clone(),
         };
         Self::step(State::Pending, Step::CodeAccepted)?;
-        match self.store.complete_login(pending.id, &proof, &full).await? {
+        // The success is recorded in the same transaction as the sign-in it reports: neither exists without the other.
+        let success = self.check_event(&check, Outcome::Success);
+        let completion = self
+            .store
+            .complete_login(pending.id, &proof, &full, &success, &*self.seal(&success))
+            .await?;
+        match completion {
             LoginCompletion::Done => {
-                self.audit_check(&check, Outcome::Success).await?;
+                self.audited(&success);
                 Ok(new_token)
             }
             LoginCompletion::ProofRefused => {
@@ -168,6 +174,17 @@ impl Flow {
             Some(check.method),
         )
         .await
+    }
+
+    fn check_event(&self, check: &Check<'_>, outcome: Outcome) -> AuditEvent {
+        self.audit_event(
+            check.event,
+            outcome,
+            check.who,
+            check.subject(),
+            check.flow,
+            Some(check.method),
+        )
     }
 
     /// Claims one code check for the account (and the pending session, if any). `Ok(Ok(failures))` when granted,

@@ -403,12 +403,15 @@ pub trait Store: Send + Sync + 'static {
         policy: &AttemptPolicy,
         now: i64,
     ) -> StoreResult<i64>;
-    /// Consumes the proof, replaces the pending session by `full` and resets the failure count — all or nothing.
+    /// Consumes the proof, replaces the pending session by `full`, resets the failure count and appends `audit` (the
+    /// success) to the audit chain — all or nothing.
     async fn complete_login(
         &self,
         pending: SessionId,
         proof: &Proof,
         full: &NewSession,
+        audit: &AuditEvent,
+        seal: &Seal,
     ) -> StoreResult<LoginCompletion>;
 
     // Sessions.

@@ -79,6 +79,9 @@ where
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB>,
     for<'q> UserId: Encode<'q, DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    for<'r> Option<Vec<u8>>: Decode<'r, DB>,
     usize: ColumnIndex<DB::Row>,
 {
     pub(super) fn new(writer: Pool<DB>, reader: Pool<DB>, timeout: Duration) -> Self {
@@ -157,8 +160,10 @@ where
         .fetch_one(&mut **tx)
         .await?;
         if full {
+            // A full session is a completed sign-in: its notices are handed over and the run of failures is over.
             sqlx::query(
-                "UPDATE users SET notice_failures = 0, notice_replays = 0, notice_last_at = NULL, last_login_at = $1 \
+                "UPDATE users SET notice_failures = 0, notice_replays = 0, notice_last_at = NULL, last_login_at = $1, \
+                     second_factor_failures = 0, second_factor_locked_until = NULL \
                  WHERE id = $2",
             )
             .bind(session.now)
@@ -167,6 +172,46 @@ where
             .await?;
         }
         Ok(SessionId(id))
+    }
+
+    /// Appends `event` to the audit chain inside `tx`. Appends form one chain across all instances: each takes the
+    /// chain's lock (where the backend needs one) before reading the chain's end.
+    async fn append_audit_in(tx: &mut Transaction<'static, DB>, event: &AuditEvent, seal: &Seal) -> StoreResult<()> {
+        if let Some(lock) = DB::LOCK_AUDIT {
+            sqlx::query(lock).execute(&mut **tx).await?;
+        }
+        let last: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT mac FROM audit_events ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&mut **tx)
+                .await?;
+        let prev = match last {
+            Some(mac) => mac.unwrap_or_default(),
+            None => sqlx::query_scalar("SELECT last_mac FROM audit_anchor WHERE id = 1")
+                .fetch_optional(&mut **tx)
+                .await?
+                .unwrap_or_default(),
+        };
+        let mac = seal(&prev);
+        let content = event.content();
+        sqlx::query(
+            "INSERT INTO audit_events (at_ms, flow_id, user_id, username, client_addr, user_agent, event, \
+                 method, outcome, prev_mac, mac) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(content.at_ms)
+        .bind(content.flow_id)
+        .bind(content.user_id)
+        .bind(content.username)
+        .bind(content.client_addr)
+        .bind(content.user_agent)
+        .bind(content.event)
+        .bind(content.method)
+        .bind(content.outcome)
+        .bind(prev.as_slice())
+        .bind(mac.as_slice())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 }
 
@@ -643,6 +688,8 @@ where
         pending: SessionId,
         proof: &Proof,
         full: &NewSession,
+        audit: &AuditEvent,
+        seal: &Seal,
     ) -> StoreResult<LoginCompletion> {
         self.bounded(async {
             // Consume the proof, end the pending session, open the full one: all under the account's lock, so of two
@@ -698,10 +745,7 @@ where
                 return Ok(LoginCompletion::PendingGone);
             }
             Self::insert_session_in(&mut tx, full).await?;
-            sqlx::query("UPDATE users SET second_factor_failures = 0, second_factor_locked_until = NULL WHERE id = $1")
-                .bind(full.user_id)
-                .execute(&mut *tx)
-                .await?;
+            Self::append_audit_in(&mut tx, audit, seal).await?;
             tx.commit().await?;
             Ok(LoginCompletion::Done)
         })
@@ -876,41 +920,7 @@ where
     async fn record_audit(&self, event: &AuditEvent, seal: &Seal) -> StoreResult<()> {
         self.bounded(async {
             let mut tx = self.write().await?;
-            // Appends form one chain across all instances: each takes the chain's lock before reading its end.
-            if let Some(lock) = DB::LOCK_AUDIT {
-                sqlx::query(lock).execute(&mut *tx).await?;
-            }
-            let last: Option<Option<Vec<u8>>> =
-                sqlx::query_scalar("SELECT mac FROM audit_events ORDER BY id DESC LIMIT 1")
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let prev = match last {
-                Some(mac) => mac.unwrap_or_default(),
-                None => sqlx::query_scalar("SELECT last_mac FROM audit_anchor WHERE id = 1")
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .unwrap_or_default(),
-            };
-            let mac = seal(&prev);
-            let content = event.content();
-            sqlx::query(
-                "INSERT INTO audit_events (at_ms, flow_id, user_id, username, client_addr, user_agent, event, \
-                     method, outcome, prev_mac, mac) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(content.at_ms)
-            .bind(content.flow_id)
-            .bind(content.user_id)
-            .bind(content.username)
-            .bind(content.client_addr)
-            .bind(content.user_agent)
-            .bind(content.event)
-            .bind(content.method)
-            .bind(content.outcome)
-            .bind(prev.as_slice())
-            .bind(mac.as_slice())
-            .execute(&mut *tx)
-            .await?;
+            Self::append_audit_in(&mut tx, event, seal).await?;
             tx.commit().await?;
             Ok(())
         })
