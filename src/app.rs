@@ -115,6 +115,7 @@ async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<(Arc<Flow>, Arc<
         session_lifetime_seconds: seconds(config.session_lifetime),
         session_idle_seconds: seconds(config.session_idle_timeout),
         audit_retention_seconds: seconds(config.audit_retention),
+        session_cache: config.session_cache,
     };
     let metrics = Arc::new(Metrics::default());
     let flow = Arc::new(Flow::new(store, clock, keys.clone(), hasher, sms, metrics, settings));

@@ -29,6 +29,7 @@ struct RawConfig {
     trusted_proxies: Vec<String>,
     session_lifetime: String,
     session_idle_timeout: String,
+    session_cache: String,
     log: String,
     log_format: String,
     audit_retention: String,
@@ -63,6 +64,7 @@ impl Default for RawConfig {
             trusted_proxies: Vec::new(),
             session_lifetime: "12h".into(),
             session_idle_timeout: "30m".into(),
+            session_cache: "1s".into(),
             log: "info".into(),
             log_format: "text".into(),
             audit_retention: "90d".into(),
@@ -83,6 +85,7 @@ const KNOWN_KEYS: &[&str] = &[
     "trusted_proxies",
     "session_lifetime",
     "session_idle_timeout",
+    "session_cache",
     "log",
     "log_format",
     "audit_retention",
@@ -186,6 +189,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     pub session_lifetime: Duration,
     pub session_idle_timeout: Duration,
+    /// How long a full session read from the database may answer session checks without reading it again.
+    pub session_cache: Duration,
     pub log: String,
     /// Structured JSON log lines instead of text.
     pub log_json: bool,
@@ -374,6 +379,17 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     let session_lifetime = parse_duration("session_lifetime", &raw.session_lifetime)?;
     let session_idle_timeout = parse_duration("session_idle_timeout", &raw.session_idle_timeout)?;
+    let session_cache = humantime::parse_duration(raw.session_cache.trim())
+        .ok()
+        .filter(|t| *t <= Duration::from_secs(10))
+        .ok_or_else(|| {
+            invalid(format!(
+                "session_cache = {:?} is not a duration between 0s and 10s, such as \"1s\"; it is how long a session \
+                 check may rely on what was read from the database, so how late a session ended by another instance \
+                 stops working here (\"0s\": never rely on it).",
+                raw.session_cache
+            ))
+        })?;
     let log_json = match raw.log_format.trim() {
         "text" => false,
         "json" => true,
@@ -393,6 +409,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         trusted_proxies,
         session_lifetime,
         session_idle_timeout,
+        session_cache,
         log: raw.log,
         log_json,
         audit_retention,
@@ -521,6 +538,7 @@ mod tests {
         assert_eq!(config.secret_key_file, PathBuf::from("twofold.key"));
         assert!(!config.allow_registration);
         assert_eq!(config.session_idle_timeout, Duration::from_secs(1800));
+        assert_eq!(config.session_cache, Duration::from_secs(1));
     }
 
     #[test]
@@ -557,6 +575,8 @@ mod tests {
         assert!(bad(&[("TWOFOLD_DATABASE_POOL_SIZE", "0")]).contains("database_pool_size"));
         assert!(bad(&[("TWOFOLD_DATABASE_POOL_SIZE", "many")]).contains("database_pool_size"));
         assert!(bad(&[("TWOFOLD_DATABASE_TIMEOUT", "1ms")]).contains("database_timeout"));
+        assert!(bad(&[("TWOFOLD_SESSION_CACHE", "1m")]).contains("session_cache"));
+        assert!(bad(&[("TWOFOLD_SESSION_CACHE", "soon")]).contains("session_cache"));
     }
 
     #[test]

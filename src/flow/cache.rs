@@ -1,12 +1,12 @@
 //! A short-lived memory of full sessions, so that the session check every request of the apps behind Twofold makes
 //! usually skips the database.
 //!
-//! An entry is used for at most [`FRESH_FOR`] after it was read from the database; expiry and idle time are still
-//! checked against the session's own times on every use. This instance forgets a session at once when it ends it
-//! (logout, a factor change ending the other sessions, an operator's revocation through this instance). A session
-//! ended elsewhere (another instance, or the `twofold` command on the same database) stops working here within
-//! [`FRESH_FOR`]: that is the bound on revocation lag. Pending sessions are never kept: their tries and their
-//! existence are what the second step's limits are made of.
+//! An entry is used for at most `session_cache` (1 s by default) after it was read from the database; expiry and idle
+//! time are still checked against the session's own times on every use. This instance forgets a session at once when
+//! it ends it (logout, a factor change ending the other sessions, an operator's revocation through this instance). A
+//! session ended elsewhere (another instance, or the `twofold` command on the same database) stops working here within
+//! that time: it is the bound on revocation lag. Pending sessions are never kept: their tries and their existence are
+//! what the second step's limits are made of.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,12 +15,9 @@ use time::{Duration, OffsetDateTime};
 
 use crate::store::{Session, SessionId, SessionState, UserId};
 
-/// How long an entry may stand in for the database: the longest a revocation made elsewhere goes unnoticed here.
-pub const FRESH_FOR: Duration = Duration::SECOND;
-
 /// At most this many entries; a full cache first drops the stale ones, then takes no more until some go stale. At
-/// [`FRESH_FOR`] = 1 s that is 10,000 distinct sessions checked per second before checks fall through to the
-/// database, and a few MiB of memory.
+/// 1 s freshness that is 10,000 distinct sessions checked per second before checks fall through to the database, and
+/// a few MiB of memory.
 const CAPACITY: usize = 10_000;
 
 struct Entry {
@@ -28,33 +25,46 @@ struct Entry {
     read_at: OffsetDateTime,
 }
 
-#[derive(Default)]
 pub struct SessionCache {
     /// Keyed by the token's digest, as the database is.
     entries: Mutex<HashMap<Vec<u8>, Entry>>,
+    /// How long an entry may stand in for the database: the longest a revocation made elsewhere goes unnoticed here.
+    fresh_for: Duration,
 }
 
 impl SessionCache {
+    /// A cache whose entries stand in for the database for `fresh_for` (zero: never).
+    pub fn new(fresh_for: std::time::Duration) -> Self {
+        Self {
+            entries: Mutex::default(),
+            fresh_for: Duration::try_from(fresh_for).unwrap_or(Duration::ZERO),
+        }
+    }
+
+    fn fresh(&self, entry: &Entry, now: OffsetDateTime) -> bool {
+        now >= entry.read_at && now - entry.read_at < self.fresh_for
+    }
+
     fn entries(&self) -> MutexGuard<'_, HashMap<Vec<u8>, Entry>> {
         // A poisoned lock means a panic elsewhere mid-update; the map is still a valid map of whole entries.
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The full session with this token digest, if it was read from the database less than [`FRESH_FOR`] ago.
+    /// The full session with this token digest, if it was read from the database recently enough.
     pub fn get(&self, digest: &[u8], now: OffsetDateTime) -> Option<Arc<Session>> {
         let entries = self.entries();
         let entry = entries.get(digest)?;
-        (now - entry.read_at < FRESH_FOR && now >= entry.read_at).then(|| entry.session.clone())
+        self.fresh(entry, now).then(|| entry.session.clone())
     }
 
     /// Remembers a full session just read from the database (pending ones are not kept).
     pub fn put(&self, digest: Vec<u8>, session: Arc<Session>, now: OffsetDateTime) {
-        if session.state.0 != SessionState::Full {
+        if session.state.0 != SessionState::Full || self.fresh_for <= Duration::ZERO {
             return;
         }
         let mut entries = self.entries();
         if entries.len() >= CAPACITY {
-            entries.retain(|_, entry| now - entry.read_at < FRESH_FOR);
+            entries.retain(|_, entry| self.fresh(entry, now));
             if entries.len() >= CAPACITY {
                 return;
             }
@@ -122,7 +132,7 @@ mod tests {
 
     #[test]
     fn entries_stand_in_for_one_second_only() {
-        let cache = SessionCache::default();
+        let cache = SessionCache::new(std::time::Duration::from_secs(1));
         cache.put(b"a".to_vec(), session(1, 1, SessionState::Full), at(T0, 0));
         assert!(cache.get(b"a", at(T0, 999)).is_some());
         assert!(cache.get(b"a", at(T0 + 1, 0)).is_none());
@@ -131,15 +141,23 @@ mod tests {
     }
 
     #[test]
+    fn zero_keeps_nothing() {
+        let cache = SessionCache::new(std::time::Duration::ZERO);
+        cache.put(b"a".to_vec(), session(1, 1, SessionState::Full), at(T0, 0));
+        assert!(cache.get(b"a", at(T0, 0)).is_none());
+        assert!(cache.entries().is_empty());
+    }
+
+    #[test]
     fn pending_sessions_are_never_kept() {
-        let cache = SessionCache::default();
+        let cache = SessionCache::new(std::time::Duration::from_secs(1));
         cache.put(b"p".to_vec(), session(1, 1, SessionState::Pending), at(T0, 0));
         assert!(cache.get(b"p", at(T0, 0)).is_none());
     }
 
     #[test]
     fn ending_sessions_here_forgets_them_at_once() {
-        let cache = SessionCache::default();
+        let cache = SessionCache::new(std::time::Duration::from_secs(1));
         let now = at(T0, 0);
         cache.put(b"a".to_vec(), session(1, 1, SessionState::Full), now);
         cache.put(b"b".to_vec(), session(2, 1, SessionState::Full), now);
@@ -156,7 +174,7 @@ mod tests {
 
     #[test]
     fn touches_update_the_entry() {
-        let cache = SessionCache::default();
+        let cache = SessionCache::new(std::time::Duration::from_secs(1));
         cache.put(b"a".to_vec(), session(1, 1, SessionState::Full), at(T0, 0));
         cache.touched(b"a", T0 + 70);
         assert_eq!(cache.get(b"a", at(T0, 500)).unwrap().last_seen_at, T0 + 70);
@@ -164,7 +182,7 @@ mod tests {
 
     #[test]
     fn a_full_cache_makes_room_from_stale_entries_only() {
-        let cache = SessionCache::default();
+        let cache = SessionCache::new(std::time::Duration::from_secs(1));
         for n in 0..CAPACITY {
             cache.put(n.to_be_bytes().to_vec(), session(n as i64, 1, SessionState::Full), at(T0, 0));
         }

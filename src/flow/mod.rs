@@ -48,6 +48,8 @@ pub struct FlowSettings {
     pub session_idle_seconds: i64,
     /// Audit events older than this are pruned.
     pub audit_retention_seconds: i64,
+    /// How long a full session read from the database answers session checks (zero: not at all).
+    pub session_cache: std::time::Duration,
 }
 
 /// Everything that can go wrong, in the product's words. The HTTP layer maps each to a status and error code.
@@ -193,8 +195,8 @@ impl Flow {
             hasher,
             sms,
             metrics,
+            sessions: cache::SessionCache::new(settings.session_cache),
             settings,
-            sessions: cache::SessionCache::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use super::{limits, Flow, FlowError, FlowResult, Method};
 use crate::audit::{AuditEvent, Event, Outcome, Requester};
 use crate::crypto::SessionToken;
 use crate::otp::{self, RecoveryCode, SixDigitCode};
-use crate::store::{AttemptClaim, LoginCompletion, NewSession, Proof, SessionId, SessionState, User, UserId};
+use crate::store::{AttemptClaim, NewSession, Proof, SecondStep, SessionId, SessionState, User, UserId};
 
 /// A code as typed, parsed for its method.
 enum TypedCode {
@@ -112,18 +112,14 @@ impl Flow {
             event: Event::SecondFactor,
             method,
         };
-        let account_failures = self.claim(&check).await??;
         let now = self.now_unix();
+        // The code is checked here, but counts only if the store grants the attempt first, in the transaction that
+        // would complete the sign-in: so parallel guesses cannot get past the limits. A step at or before the last
+        // used one is passed on too; the store refuses it as a replay.
         let proof = match &code {
-            TypedCode::Totp(code) => match self.matching_step(&user, code, now)? {
-                Some(step) if user.totp_last_step.is_some_and(|last| step <= last) => {
-                    return self.fail(&check, Failure::Replay, account_failures).await
-                }
-                Some(step) => Proof::TotpStep(step),
-                None => return self.fail(&check, Failure::Wrong, account_failures).await,
-            },
-            TypedCode::Sms(code) => Proof::SmsCode(self.keys.sms_code_digest(user.id.0, code.as_str())),
-            TypedCode::Recovery(code) => Proof::RecoveryCode(self.keys.recovery_code_digest(code.as_str())),
+            TypedCode::Totp(code) => self.matching_step(&user, code, now)?.map(Proof::TotpStep),
+            TypedCode::Sms(code) => Some(Proof::SmsCode(self.keys.sms_code_digest(user.id.0, code.as_str()))),
+            TypedCode::Recovery(code) => Some(Proof::RecoveryCode(self.keys.recovery_code_digest(code.as_str()))),
         };
         let new_token = SessionToken::generate();
         let full = NewSession {
@@ -140,27 +136,28 @@ impl Flow {
         Self::step(State::Pending, Step::CodeAccepted)?;
         // The success is recorded in the same transaction as the sign-in it reports: neither exists without the other.
         let success = self.check_event(&check, Outcome::Success);
-        let completion = self
-            .store
-            .complete_login(pending.id, &proof, &full, &success, &*self.seal(&success))
-            .await?;
-        match completion {
-            LoginCompletion::Done => {
+        let policy = &limits::SECOND_FACTOR;
+        let seal = self.seal(&success);
+        match (self.store)
+            .second_step(pending.id, policy, proof.as_ref(), &full, &success, &*seal)
+            .await?
+        {
+            SecondStep::Done => {
                 self.audited(&success);
                 Ok(new_token)
             }
-            LoginCompletion::ProofRefused => {
-                let failure = if method == Method::Totp {
+            SecondStep::Failed {
+                account_failures,
+                proof_refused,
+            } => {
+                let failure = if proof_refused && method == Method::Totp {
                     Failure::Replay
                 } else {
                     Failure::Wrong
                 };
                 self.fail(&check, failure, account_failures).await
             }
-            LoginCompletion::PendingGone => {
-                self.audit_check(&check, Outcome::NoPendingLogin).await?;
-                Err(FlowError::NoPendingLogin)
-            }
+            SecondStep::Refused(claim) => Err(self.refused(&check, claim, now).await?),
         }
     }
 
@@ -197,9 +194,16 @@ impl Flow {
             .await?;
         Ok(match claim {
             AttemptClaim::Granted { account_failures, .. } => Ok(account_failures),
-            AttemptClaim::NoPendingLogin => {
+            refused => Err(self.refused(check, refused, now).await?),
+        })
+    }
+
+    /// Audits an attempt the store did not grant; returns the error that answers it.
+    async fn refused(&self, check: &Check<'_>, claim: AttemptClaim, now: i64) -> FlowResult<FlowError> {
+        Ok(match claim {
+            AttemptClaim::Granted { .. } | AttemptClaim::NoPendingLogin => {
                 self.audit_check(check, Outcome::NoPendingLogin).await?;
-                Err(FlowError::NoPendingLogin)
+                FlowError::NoPendingLogin
             }
             AttemptClaim::Locked { until } => {
                 self.audit_check(check, Outcome::Locked).await?;
@@ -214,7 +218,7 @@ impl Flow {
                             .to_owned(),
                     ),
                 };
-                Err(FlowError::TooManyAttempts { retry_after, message })
+                FlowError::TooManyAttempts { retry_after, message }
             }
         })
     }

@@ -222,7 +222,7 @@ pub enum AttemptClaim {
     NoPendingLogin,
 }
 
-/// What proves the second factor in [`Store::complete_login`].
+/// What proves the second factor in [`Store::second_step`].
 #[derive(Debug, Clone)]
 pub enum Proof {
     /// This TOTP step matched; it is accepted only if it is later than the last accepted step.
@@ -285,13 +285,16 @@ pub struct NewSmsCode {
     pub pending_phone: Option<Vec<u8>>,
 }
 
+/// How [`Store::second_step`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoginCompletion {
+pub enum SecondStep {
+    /// The attempt was not granted: the claim, never [`AttemptClaim::Granted`]. Nothing changed.
+    Refused(AttemptClaim),
+    /// The attempt was counted, and the code was wrong or its proof refused (`proof_refused`: the TOTP step was
+    /// already used, the recovery code is unknown or used, no such SMS code is waiting).
+    Failed { account_failures: i64, proof_refused: bool },
+    /// Signed in.
     Done,
-    /// The TOTP step was already used, or the recovery code is unknown or used.
-    ProofRefused,
-    /// The pending session vanished meanwhile (expired, logged out, or completed by a racing request).
-    PendingGone,
 }
 
 /// A password attempt refused by the throttle, and when to try again.
@@ -403,16 +406,20 @@ pub trait Store: Send + Sync + 'static {
         policy: &AttemptPolicy,
         now: i64,
     ) -> StoreResult<i64>;
-    /// Consumes the proof, replaces the pending session by `full`, resets the failure count and appends `audit` (the
-    /// success) to the audit chain — all or nothing.
-    async fn complete_login(
+    /// The second step of a login, in one transaction under the account's lock: claims an attempt for the pending
+    /// session (as [`Store::claim_second_factor_attempt`] does); then, with a `proof` (`None`: the code was wrong),
+    /// consumes it, replaces the pending session by `full`, resets the failure count and appends `audit` (the
+    /// success) to the audit chain. A refused claim changes nothing; a wrong code or refused proof leaves the attempt
+    /// counted; a success is all of it or nothing.
+    async fn second_step(
         &self,
         pending: SessionId,
-        proof: &Proof,
+        policy: &AttemptPolicy,
+        proof: Option<&Proof>,
         full: &NewSession,
         audit: &AuditEvent,
         seal: &Seal,
-    ) -> StoreResult<LoginCompletion>;
+    ) -> StoreResult<SecondStep>;
 
     // Sessions.
     /// Creates a session; a full one takes over the account's pending notices and records the sign-in.

@@ -174,6 +174,109 @@ where
         Ok(SessionId(id))
     }
 
+    /// Counts a second-factor attempt against the pending session (if any) and the account, inside `tx` which holds
+    /// the account's lock: the session's try and the account's failure are counted together or not at all (the
+    /// caller rolls back anything but [`AttemptClaim::Granted`]).
+    async fn claim_in(
+        tx: &mut Transaction<'static, DB>,
+        id: UserId,
+        pending: Option<SessionId>,
+        policy: &AttemptPolicy,
+        now: i64,
+    ) -> StoreResult<AttemptClaim> {
+        let mut session_tries = 0;
+        if let Some(session) = pending {
+            let tries: Option<i64> = sqlx::query_scalar(
+                "UPDATE sessions SET failed_attempts = failed_attempts + 1 \
+                 WHERE id = $1 AND state = 'pending' AND expires_at > $2 AND failed_attempts < $3 \
+                 RETURNING failed_attempts",
+            )
+            .bind(session)
+            .bind(now)
+            .bind(policy.session_tries)
+            .fetch_optional(&mut **tx)
+            .await?;
+            match tries {
+                Some(tries) => session_tries = tries,
+                None => return Ok(AttemptClaim::NoPendingLogin),
+            }
+        }
+        let failures: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET second_factor_failures = second_factor_failures + 1, \
+                 second_factor_locked_until = CASE WHEN (second_factor_failures + 1) % $1 = 0 \
+                     THEN $2 + $3 ELSE second_factor_locked_until END \
+             WHERE id = $4 AND second_factor_failures < $5 \
+                 AND (second_factor_locked_until IS NULL OR second_factor_locked_until <= $2) \
+             RETURNING second_factor_failures",
+        )
+        .bind(policy.lock_every)
+        .bind(now)
+        .bind(policy.lock_seconds)
+        .bind(id)
+        .bind(policy.hard_cap)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(account_failures) = failures {
+            return Ok(AttemptClaim::Granted {
+                account_failures,
+                session_tries,
+            });
+        }
+        let (failures, until): (i64, Option<i64>) =
+            sqlx::query_as("SELECT second_factor_failures, second_factor_locked_until FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .unwrap_or((policy.hard_cap, None));
+        let until = if failures >= policy.hard_cap { None } else { until };
+        Ok(AttemptClaim::Locked { until })
+    }
+
+    /// Uses up the proof of a second step, inside `tx` which holds the account's lock; false if it was already used
+    /// or never valid.
+    async fn consume_proof_in(
+        tx: &mut Transaction<'static, DB>,
+        pending: SessionId,
+        proof: &Proof,
+        full: &NewSession,
+    ) -> StoreResult<bool> {
+        let consumed = match proof {
+            Proof::TotpStep(step) => {
+                sqlx::query(
+                    "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND totp_secret IS NOT NULL \
+                         AND (totp_last_step IS NULL OR totp_last_step < $1)",
+                )
+                .bind(*step)
+                .bind(full.user_id)
+                .execute(&mut **tx)
+                .await?
+            }
+            Proof::RecoveryCode(digest) => {
+                sqlx::query(
+                    "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND digest = $3 AND used_at IS NULL",
+                )
+                .bind(full.now)
+                .bind(full.user_id)
+                .bind(digest.as_slice())
+                .execute(&mut **tx)
+                .await?
+            }
+            Proof::SmsCode(digest) => {
+                sqlx::query(
+                    "DELETE FROM sms_codes WHERE user_id = $1 AND purpose = 'login' AND session_id = $2 \
+                         AND digest = $3 AND expires_at > $4",
+                )
+                .bind(full.user_id)
+                .bind(pending)
+                .bind(digest.as_slice())
+                .bind(full.now)
+                .execute(&mut **tx)
+                .await?
+            }
+        };
+        Ok(DB::rows_affected(&consumed) == 1)
+    }
+
     /// Appends `event` to the audit chain inside `tx`. Appends form one chain across all instances: each takes the
     /// chain's lock (where the backend needs one) before reading the chain's end.
     async fn append_audit_in(tx: &mut Transaction<'static, DB>, event: &AuditEvent, seal: &Seal) -> StoreResult<()> {
@@ -587,58 +690,14 @@ where
         now: i64,
     ) -> StoreResult<AttemptClaim> {
         self.bounded(async {
-            // The session's try and the account's failure are counted together or not at all; the account's lock
-            // comes first so this cannot deadlock with `complete_login`, which ends the same pending session.
             let mut tx = self.write_for(id).await?;
-            let mut session_tries = 0;
-            if let Some(session) = pending {
-                let tries: Option<i64> = sqlx::query_scalar(
-                    "UPDATE sessions SET failed_attempts = failed_attempts + 1 \
-                     WHERE id = $1 AND state = 'pending' AND expires_at > $2 AND failed_attempts < $3 \
-                     RETURNING failed_attempts",
-                )
-                .bind(session)
-                .bind(now)
-                .bind(policy.session_tries)
-                .fetch_optional(&mut *tx)
-                .await?;
-                match tries {
-                    Some(tries) => session_tries = tries,
-                    None => return Ok(AttemptClaim::NoPendingLogin),
-                }
-            }
-            let failures: Option<i64> = sqlx::query_scalar(
-                "UPDATE users SET second_factor_failures = second_factor_failures + 1, \
-                     second_factor_locked_until = CASE WHEN (second_factor_failures + 1) % $1 = 0 \
-                         THEN $2 + $3 ELSE second_factor_locked_until END \
-                 WHERE id = $4 AND second_factor_failures < $5 \
-                     AND (second_factor_locked_until IS NULL OR second_factor_locked_until <= $2) \
-                 RETURNING second_factor_failures",
-            )
-            .bind(policy.lock_every)
-            .bind(now)
-            .bind(policy.lock_seconds)
-            .bind(id)
-            .bind(policy.hard_cap)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(account_failures) = failures else {
+            let claim = Self::claim_in(&mut tx, id, pending, policy, now).await?;
+            if matches!(claim, AttemptClaim::Granted { .. }) {
+                tx.commit().await?;
+            } else {
                 tx.rollback().await?;
-                let (failures, until): (i64, Option<i64>) = sqlx::query_as(
-                    "SELECT second_factor_failures, second_factor_locked_until FROM users WHERE id = $1",
-                )
-                .bind(id)
-                .fetch_optional(&self.reader)
-                .await?
-                .unwrap_or((policy.hard_cap, None));
-                let until = if failures >= policy.hard_cap { None } else { until };
-                return Ok(AttemptClaim::Locked { until });
-            };
-            tx.commit().await?;
-            Ok(AttemptClaim::Granted {
-                account_failures,
-                session_tries,
-            })
+            }
+            Ok(claim)
         })
         .await
     }
@@ -683,71 +742,46 @@ where
         .await
     }
 
-    async fn complete_login(
+    async fn second_step(
         &self,
         pending: SessionId,
-        proof: &Proof,
+        policy: &AttemptPolicy,
+        proof: Option<&Proof>,
         full: &NewSession,
         audit: &AuditEvent,
         seal: &Seal,
-    ) -> StoreResult<LoginCompletion> {
+    ) -> StoreResult<SecondStep> {
         self.bounded(async {
-            // Consume the proof, end the pending session, open the full one: all under the account's lock, so of two
-            // racing requests (on any instances) with one code, the second finds the step, code or session used.
+            // All under the account's lock: of two racing requests (on any instances) with one code, the second finds
+            // the step, code or session used; and a proof counts only after its attempt was counted.
             let mut tx = self.write_for(full.user_id).await?;
-            let consumed = match proof {
-                Proof::TotpStep(step) => {
-                    sqlx::query(
-                        "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND totp_secret IS NOT NULL \
-                             AND (totp_last_step IS NULL OR totp_last_step < $1)",
-                    )
-                    .bind(*step)
-                    .bind(full.user_id)
-                    .execute(&mut *tx)
-                    .await?
-                }
-                Proof::RecoveryCode(digest) => {
-                    sqlx::query(
-                        "UPDATE recovery_codes SET used_at = $1 \
-                         WHERE user_id = $2 AND digest = $3 AND used_at IS NULL",
-                    )
-                    .bind(full.now)
-                    .bind(full.user_id)
-                    .bind(digest.as_slice())
-                    .execute(&mut *tx)
-                    .await?
-                }
-                Proof::SmsCode(digest) => {
-                    sqlx::query(
-                        "DELETE FROM sms_codes WHERE user_id = $1 AND purpose = 'login' AND session_id = $2 \
-                             AND digest = $3 AND expires_at > $4",
-                    )
-                    .bind(full.user_id)
-                    .bind(pending)
-                    .bind(digest.as_slice())
-                    .bind(full.now)
-                    .execute(&mut *tx)
-                    .await?
-                }
+            let claim = Self::claim_in(&mut tx, full.user_id, Some(pending), policy, full.now).await?;
+            let AttemptClaim::Granted { account_failures, .. } = claim else {
+                tx.rollback().await?;
+                return Ok(SecondStep::Refused(claim));
             };
-            if DB::rows_affected(&consumed) != 1 {
-                return Ok(LoginCompletion::ProofRefused);
+            let consumed = match proof {
+                Some(proof) => Self::consume_proof_in(&mut tx, pending, proof, full).await?,
+                None => false,
+            };
+            if !consumed {
+                // The attempt stays counted.
+                tx.commit().await?;
+                return Ok(SecondStep::Failed {
+                    account_failures,
+                    proof_refused: proof.is_some(),
+                });
             }
-            let ended = sqlx::query(
-                "DELETE FROM sessions WHERE id = $1 AND user_id = $2 AND state = 'pending' AND expires_at > $3",
-            )
-            .bind(pending)
-            .bind(full.user_id)
-            .bind(full.now)
-            .execute(&mut *tx)
-            .await?;
-            if DB::rows_affected(&ended) != 1 {
-                return Ok(LoginCompletion::PendingGone);
-            }
+            // The claim above holds the pending session's row, so it is still there to end.
+            sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2 AND state = 'pending'")
+                .bind(pending)
+                .bind(full.user_id)
+                .execute(&mut *tx)
+                .await?;
             Self::insert_session_in(&mut tx, full).await?;
             Self::append_audit_in(&mut tx, audit, seal).await?;
             tx.commit().await?;
-            Ok(LoginCompletion::Done)
+            Ok(SecondStep::Done)
         })
         .await
     }
