@@ -1,6 +1,5 @@
-//! Password hashing does not block the server. Argon2id (m = 19 MiB, t = 2) runs on the blocking pool with one
-//! permit per core, so a burst of logins queues there for several hash-times while the async workers keep answering
-//! other requests. The test shows this by order, not by timing: session checks sent while logins are still hashing
+//! Password hashing does not block the server. Argon2id (m = 19 MiB, t = 2) runs on one hashing thread per core, so
+//! a burst of logins queues there for several hash-times while the async workers keep answering other requests. The test shows this by order, not by timing: session checks sent while logins are still hashing
 //! are answered before the last login is.
 
 mod common;

@@ -117,7 +117,8 @@ enum Job {
 /// Verified against when the user does not exist, so that an unknown username costs the same time as a wrong
 /// password: a hash, with the production parameters, of a random password that was thrown away. Whatever it matches,
 /// an unknown user's answer is "wrong password".
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$KTtOM6j78EGifboY+9qkow$BEERkEbSQztFs5t6NjQ7yWS/2gP5zhicixnGswIfLyE";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$KTtOM6j78EGifboY+9qkow$BEERkEbSQztFs5t6NjQ7yWS/2gP5zhicixnGswIfLyE";
 
 /// Hashes and verifies passwords on its own threads, one per core. Clones share the threads; they stop when the last
 /// clone is dropped.
@@ -144,7 +145,9 @@ impl PasswordHasher {
 
     pub async fn hash(&self, password: Password) -> Result<String, HashError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job::Hash(password, reply)).map_err(|_| HashError::Stopped)?;
+        self.jobs
+            .send(Job::Hash(password, reply))
+            .map_err(|_| HashError::Stopped)?;
         answer.await.map_err(|_| HashError::Stopped)?
     }
 
@@ -191,7 +194,13 @@ impl Worker {
     }
 
     /// Argon2 of `password` and `salt` into `out`, in this thread's memory (grown if `argon2` needs more).
-    fn argon2_into(&mut self, argon2: &Argon2, password: &Password, salt: &[u8], out: &mut [u8]) -> Result<(), HashError> {
+    fn argon2_into(
+        &mut self,
+        argon2: &Argon2,
+        password: &Password,
+        salt: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), HashError> {
         let blocks = argon2.params().block_count();
         if self.memory.len() < blocks {
             self.memory.resize(blocks, Block::default());
@@ -324,7 +333,9 @@ mod tests {
             let wrong = Password::new("an older passphrasE").unwrap();
             assert!(!hasher.verify(wrong, Some(stored.into())).await.unwrap(), "{stored}");
         }
-        let garbage = hasher.verify(Password::new("x").unwrap(), Some("$argon2id$nonsense".into())).await;
+        let garbage = hasher
+            .verify(Password::new("x").unwrap(), Some("$argon2id$nonsense".into()))
+            .await;
         assert!(matches!(garbage, Err(HashError::Argon2(_))));
     }
 
@@ -332,11 +343,23 @@ mod tests {
     #[tokio::test]
     async fn concurrent_requests_get_their_own_answers() {
         let hasher = PasswordHasher::new().unwrap();
-        let phc = hasher.hash(Password::new("the one right password").unwrap()).await.unwrap();
+        let phc = hasher
+            .hash(Password::new("the one right password").unwrap())
+            .await
+            .unwrap();
         let checks = (0..6).map(|n| {
             let (hasher, phc) = (hasher.clone(), phc.clone());
-            let typed = if n % 2 == 0 { "the one right password" } else { "a wrong password" };
-            async move { (n, hasher.verify(Password::new(typed).unwrap(), Some(phc)).await.unwrap()) }
+            let typed = if n % 2 == 0 {
+                "the one right password"
+            } else {
+                "a wrong password"
+            };
+            async move {
+                (
+                    n,
+                    hasher.verify(Password::new(typed).unwrap(), Some(phc)).await.unwrap(),
+                )
+            }
         });
         for (n, matched) in futures::future::join_all(checks).await {
             assert_eq!(matched, n % 2 == 0, "request {n}");

@@ -136,7 +136,10 @@ mod tests {
         cache.put(b"a".to_vec(), session(1, 1, SessionState::Full), at(T0, 0));
         assert!(cache.get(b"a", at(T0, 999)).is_some());
         assert!(cache.get(b"a", at(T0 + 1, 0)).is_none());
-        assert!(cache.get(b"a", at(T0 - 1, 0)).is_none(), "a clock that went back trusts nothing");
+        assert!(
+            cache.get(b"a", at(T0 - 1, 0)).is_none(),
+            "a clock that went back trusts nothing"
+        );
         assert!(cache.get(b"b", at(T0, 0)).is_none());
     }
 
@@ -184,10 +187,17 @@ mod tests {
     fn a_full_cache_makes_room_from_stale_entries_only() {
         let cache = SessionCache::new(std::time::Duration::from_secs(1));
         for n in 0..CAPACITY {
-            cache.put(n.to_be_bytes().to_vec(), session(n as i64, 1, SessionState::Full), at(T0, 0));
+            cache.put(
+                n.to_be_bytes().to_vec(),
+                session(n as i64, 1, SessionState::Full),
+                at(T0, 0),
+            );
         }
         cache.put(b"late".to_vec(), session(-1, 1, SessionState::Full), at(T0, 500));
-        assert!(cache.get(b"late", at(T0, 600)).is_none(), "no room while all entries are fresh");
+        assert!(
+            cache.get(b"late", at(T0, 600)).is_none(),
+            "no room while all entries are fresh"
+        );
         cache.put(b"later".to_vec(), session(-2, 1, SessionState::Full), at(T0 + 1, 0));
         assert!(cache.get(b"later", at(T0 + 1, 100)).is_some());
         assert_eq!(cache.entries().len(), 1);

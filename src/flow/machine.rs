@@ -121,7 +121,7 @@ pub const TRANSITIONS: &[Transition] = &[
         messages: &[
             ask(User, Client, "username + password"),
             ask(Client, Twofold, "POST /auth/login"),
-            ask(Twofold, Twofold, "verify Argon2id hash (blocking pool)"),
+            ask(Twofold, Twofold, "verify Argon2id hash (hashing thread)"),
             answer(Twofold, Client, "401 invalid_credentials or 429 too_many_attempts"),
         ],
     },

@@ -283,10 +283,9 @@ where
         if let Some(lock) = DB::LOCK_AUDIT {
             sqlx::query(lock).execute(&mut **tx).await?;
         }
-        let last: Option<Option<Vec<u8>>> =
-            sqlx::query_scalar("SELECT mac FROM audit_events ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&mut **tx)
-                .await?;
+        let last: Option<Option<Vec<u8>>> = sqlx::query_scalar("SELECT mac FROM audit_events ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
         let prev = match last {
             Some(mac) => mac.unwrap_or_default(),
             None => sqlx::query_scalar("SELECT last_mac FROM audit_anchor WHERE id = 1")
