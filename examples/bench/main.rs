@@ -83,7 +83,7 @@ impl Profile {
                     warmup: Duration::from_millis(200),
                     measure: Duration::from_millis(500),
                 },
-                scales: vec![200, 1_000],
+                scales: vec![200, 400_000],
                 verify_cap: 300,
                 postgres_users: 0,
                 deadline: Duration::from_secs(120),

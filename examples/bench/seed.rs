@@ -62,7 +62,7 @@ impl Seeder {
             let mut tx = self.pool.begin().await?;
             for chunk in (self.users..end).collect::<Vec<_>>().chunks(ROWS_PER_STATEMENT) {
                 self.insert_users(&mut tx, chunk).await.context("inserting users")?;
-                insert_full_sessions(&mut tx, chunk)
+                insert_full_sessions(&mut tx, self.postgres, chunk)
                     .await
                     .context("inserting sessions")?;
             }
@@ -82,7 +82,7 @@ impl Seeder {
         let sql = format!(
             "INSERT INTO users (id, username, password_hash, created_at, totp_secret, totp_enrolled_at){overriding} \
              VALUES {}",
-            placeholders(indices.len(), 6)
+            placeholders(self.postgres, indices.len(), 6)
         );
         let now = users::unix_now();
         let mut query = sqlx::query(&sql);
@@ -111,7 +111,7 @@ impl Seeder {
             let sql = format!(
                 "INSERT INTO sessions (token_digest, user_id, state, flow_id, created_at, expires_at, last_seen_at) \
                  VALUES {}",
-                placeholders(chunk.len(), 7)
+                placeholders(self.postgres, chunk.len(), 7)
             );
             let mut query = sqlx::query(&sql);
             for &index in chunk {
@@ -138,11 +138,11 @@ impl Seeder {
     }
 }
 
-async fn insert_full_sessions(connection: &mut AnyConnection, indices: &[usize]) -> sqlx::Result<()> {
+async fn insert_full_sessions(connection: &mut AnyConnection, postgres: bool, indices: &[usize]) -> sqlx::Result<()> {
     let sql = format!(
         "INSERT INTO sessions (token_digest, user_id, state, flow_id, created_at, expires_at, last_seen_at, \
          authenticated_at, second_factor) VALUES {}",
-        placeholders(indices.len(), 9)
+        placeholders(postgres, indices.len(), 9)
     );
     let now = users::unix_now();
     let mut query = sqlx::query(&sql);
@@ -161,12 +161,19 @@ async fn insert_full_sessions(connection: &mut AnyConnection, indices: &[usize])
     query.execute(connection).await.map(drop)
 }
 
-/// `($1, $2, …), ($n+1, …)…` for `rows` rows of `columns` values.
-fn placeholders(rows: usize, columns: usize) -> String {
+/// `($1, $2, …), ($n+1, …)…` for `rows` rows of `columns` values on PostgreSQL; `(?, ?, …), …` on SQLite, where
+/// binding numbered parameters costs a search through all the statement's parameter names for each one.
+fn placeholders(postgres: bool, rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|row| {
             let values: Vec<String> = (1..=columns)
-                .map(|column| format!("${}", row * columns + column))
+                .map(|column| {
+                    if postgres {
+                        format!("${}", row * columns + column)
+                    } else {
+                        "?".to_owned()
+                    }
+                })
                 .collect();
             format!("({})", values.join(", "))
         })
