@@ -179,7 +179,7 @@ impl Report {
     }
 
     /// Figure 6: the server's resident memory, against the bare handler's.
-    pub fn memory(&mut self, idle: (String, u64), peaks: [(String, u64); 2], bare: (&Memory, &Memory)) {
+    pub fn memory(&mut self, idle: (String, u64), peaks: [(String, u64); 3], bare: (&Memory, &Memory)) {
         let (bare_idle, bare_peak) = (bare.0.resident_kb, bare.1.peak_kb);
         self.row(
             Row::new(idle.0, mb(idle.1))
