@@ -53,7 +53,7 @@ impl Measured {
     }
 
     /// The `q` quantile of latency in milliseconds.
-    pub fn quantile_ms(&self, q: f64) -> f64 {
+    fn quantile_ms(&self, q: f64) -> f64 {
         if self.latencies.is_empty() {
             return f64::NAN;
         }

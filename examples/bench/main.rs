@@ -157,7 +157,7 @@ async fn run(args: &Args, profile: &Profile) -> anyhow::Result<Report> {
     let window = profile.window;
     let dir = args.dir.as_path();
 
-    let hasher = PasswordHasher::new().await?;
+    let hasher = PasswordHasher::new()?;
     let password_hash = hasher.hash(Password::new(users::PASSWORD).context("password")?).await?;
 
     progress("bare handler: session checks");
@@ -400,14 +400,15 @@ impl PgSchema {
     }
 
     async fn drop(self) {
-        if let Ok(mut admin) = sqlx::postgres::PgConnection::connect(&self.admin_url).await {
-            let dropped = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
+        let dropped = async {
+            let mut admin = sqlx::postgres::PgConnection::connect(&self.admin_url).await?;
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
                 .execute(&mut admin)
-                .await;
-            if let Err(error) = dropped {
-                progress(&format!("could not drop schema {}: {error}", self.name));
-            }
-            let _ = admin.close().await;
+                .await?;
+            admin.close().await
+        };
+        if let Err(error) = dropped.await {
+            progress(&format!("could not drop the schema {}: {error}", self.name));
         }
     }
 }
