@@ -132,11 +132,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<AppState, S
         session_lifetime_seconds: seconds(config.session_lifetime),
         site_name: config.issuer.clone(),
     };
-    Ok(AppState {
-        flow,
-        keys,
-        web: Arc::new(web),
-    })
+    Ok(AppState::new(flow, keys, web))
 }
 
 /// Serves until `shutdown` resolves, meanwhile purging expired sessions once a minute and audit events past the
