@@ -4,14 +4,14 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Client, SessionCookie};
 use super::{cookies, AppState};
-use crate::flow::{limits, LoginOutcome, Method, SmsSent};
+use crate::flow::{limits, LoginOutcome, Method, Notice, SmsSent};
 
 /// Username and password. No `Debug`: it would print the password.
 #[derive(Deserialize)]
@@ -108,18 +108,28 @@ pub async fn logout(
     Ok(response)
 }
 
+/// `GET /auth/session`'s body. A struct rather than `json!`: this is the request every app behind Twofold makes.
+#[derive(Serialize)]
+struct SessionBody {
+    authenticated_at: String,
+    expires_at: String,
+    notices: Vec<Notice>,
+    second_factor: Option<String>,
+    username: String,
+}
+
 pub async fn session(
     State(state): State<AppState>,
     SessionCookie(token): SessionCookie,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<impl Serialize>, ApiError> {
     let view = state.flow.session(token.as_ref()).await?;
-    Ok(Json(json!({
-        "username": view.username,
-        "authenticated_at": rfc3339(view.authenticated_at),
-        "expires_at": rfc3339(view.expires_at),
-        "second_factor": view.second_factor,
-        "notices": view.notices,
-    })))
+    Ok(Json(SessionBody {
+        authenticated_at: rfc3339(view.authenticated_at),
+        expires_at: rfc3339(view.expires_at),
+        notices: view.notices,
+        second_factor: view.second_factor,
+        username: view.username,
+    }))
 }
 
 pub async fn second_factor_status(

@@ -13,7 +13,7 @@ mod return_to;
 mod sign_in;
 mod templates;
 
-pub use problem::{render_problems, PageError};
+pub use problem::{render_problem, PageError};
 
 use askama::Template;
 use axum::extract::FromRequestParts;

@@ -3,17 +3,14 @@
 //! here once and never shown.
 //!
 //! A handler's error becomes a response before it knows the site's name, so it travels as a response extension and
-//! [`render_problems`], which has the state, turns it into the page.
+//! [`render_problem`], called around every request with the state, turns it into the page.
 
-use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::templates::{Layout, NotFoundPage, ProblemPage, ServerErrorPage, TooManyAttemptsPage};
 use super::{html, see_other, sentence};
 use crate::flow::{limits, FlowError};
-use crate::http::AppState;
 
 #[derive(Debug, Clone)]
 pub enum PageError {
@@ -60,7 +57,7 @@ impl From<FlowError> for PageError {
     }
 }
 
-/// Marks a response whose page [`render_problems`] still has to render.
+/// Marks a response whose page [`render_problem`] still has to render.
 #[derive(Clone)]
 struct Problem(PageError);
 
@@ -154,11 +151,10 @@ impl IntoResponse for PageError {
     }
 }
 
-/// Renders the page of a [`PageError`] that a handler returned.
-pub async fn render_problems(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+/// Renders the page of a [`PageError`] that a handler returned; other responses pass unchanged.
+pub fn render_problem(mut response: Response, site_name: &str) -> Response {
     match response.extensions_mut().remove::<Problem>() {
-        Some(Problem(error)) => error.render(&state.web.site_name),
+        Some(Problem(error)) => error.render(site_name),
         None => response,
     }
 }
