@@ -174,6 +174,11 @@ async fn run(args: &Args, profile: &Profile) -> anyhow::Result<Report> {
     let sqlite_url = format!("sqlite://{}", dir.join("twofold.db").display());
     let mut sqlite = Server::twofold(dir, "sqlite", &sqlite_url).await?;
     let mut seeder = Seeder::connect(&sqlite_url, &server::key_file(dir), password_hash.clone()).await?;
+    // Random-session checks measure the database's path: with the session cache (default 1 s) a small database fits
+    // in it and a large one does not, which would measure the cache's hit rate instead of the database's size. A
+    // second server on the same file, with the cache off, serves them.
+    let uncached =
+        Server::twofold_with(dir, "sqlite-uncached", &sqlite_url, &[("TWOFOLD_SESSION_CACHE", "0s")]).await?;
     let users = RefCell::new(Users::default());
     let mut points = Vec::new();
     let mut idle = None;
@@ -198,7 +203,7 @@ async fn run(args: &Args, profile: &Profile) -> anyhow::Result<Report> {
         let random = report.check(
             &format!("session check, random session, {scale} users"),
             closed_loop(
-                sqlite.addr,
+                uncached.addr,
                 SESSION_CONNECTIONS,
                 window,
                 &SessionCheck(Sessions::Random(size)),
@@ -227,6 +232,7 @@ async fn run(args: &Args, profile: &Profile) -> anyhow::Result<Report> {
     }
     let peak = sqlite.memory()?;
     seeder.close().await;
+    drop(uncached);
     drop(sqlite);
 
     let postgres = match &args.postgres_url {

@@ -160,7 +160,7 @@ impl Report {
         type Pick = fn(&ScalePoint) -> &Measured;
         let figures: [(&str, Pick); 3] = [
             ("session check, own session", |point| &point.own),
-            ("session check, random session", |point| &point.random),
+            ("session check, random session, no cache", |point| &point.random),
             ("verify, SQLite", |point| &point.verify),
         ];
         for (name, measured) in figures {

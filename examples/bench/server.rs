@@ -45,8 +45,18 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 }
 
 impl Server {
-    /// `twofold serve` on `database_url`, with its key in `dir`; answers once `/readyz` does.
+    /// `twofold serve` on `database_url`, with its key in `dir` and default settings; answers once `/readyz` does.
     pub async fn twofold(dir: &Path, name: &str, database_url: &str) -> anyhow::Result<Self> {
+        Self::twofold_with(dir, name, database_url, &[]).await
+    }
+
+    /// As [`Server::twofold`], with these settings (`TWOFOLD_*` variables) besides.
+    pub async fn twofold_with(
+        dir: &Path,
+        name: &str,
+        database_url: &str,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let addr = free_port()?;
         let mut command = Command::new(sibling("twofold", 1)?);
         command
@@ -54,7 +64,8 @@ impl Server {
             .env("TWOFOLD_LISTEN", addr.to_string())
             .env("TWOFOLD_DATABASE_URL", database_url)
             .env("TWOFOLD_SECRET_KEY_FILE", key_file(dir))
-            .env("TWOFOLD_PUBLIC_URL", format!("http://{addr}"));
+            .env("TWOFOLD_PUBLIC_URL", format!("http://{addr}"))
+            .envs(settings.iter().copied());
         Self::start(command, dir, name, addr, "/readyz").await
     }
 

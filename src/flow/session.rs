@@ -131,7 +131,6 @@ impl Flow {
                 return Err(FlowError::InvalidCredentials);
             }
         };
-        self.store.refund_password_attempt(&throttle).await?;
         let methods = Method::available_to(&user);
         let token = SessionToken::generate();
         let step = if methods.is_empty() {
@@ -151,28 +150,30 @@ impl Flow {
                 Outcome::Success,
             ),
         };
-        self.store
-            .insert_session(&NewSession {
-                token_digest: token.digest(),
-                user_id: user.id,
-                state,
-                flow_id: flow.clone(),
-                now,
-                expires_at,
-                second_factor: None,
-                client_addr: who.client_addr.clone(),
-                user_agent: who.user_agent.clone(),
-            })
-            .await?;
-        self.audit(
+        let session = NewSession {
+            token_digest: token.digest(),
+            user_id: user.id,
+            state,
+            flow_id: flow.clone(),
+            now,
+            expires_at,
+            second_factor: None,
+            client_addr: who.client_addr.clone(),
+            user_agent: who.user_agent.clone(),
+        };
+        // The right password's attempt is given back, and the session opened and audited, all at once.
+        let opened = self.audit_event(
             Event::Login,
             outcome,
             who,
             Some((user.id, &user.username)),
             Some(&flow),
             None,
-        )
-        .await?;
+        );
+        self.store
+            .open_session(&throttle, &session, &opened, &*self.seal(&opened))
+            .await?;
+        self.audited(&opened);
         Ok(match state {
             SessionState::Full => LoginOutcome::Authenticated(token),
             SessionState::Pending => LoginOutcome::SecondFactorRequired { token, methods },

@@ -422,8 +422,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<SecondStep>;
 
     // Sessions.
-    /// Creates a session; a full one takes over the account's pending notices and records the sign-in.
-    async fn insert_session(&self, session: &NewSession) -> StoreResult<SessionId>;
+    /// After a right password, in one transaction: gives back the attempt reserved under `refund` (it was no failure),
+    /// creates `session` (a full one takes over the account's pending notices and records the sign-in) and appends
+    /// `audit` to the audit chain.
+    async fn open_session(
+        &self,
+        refund: &[ThrottleKey],
+        session: &NewSession,
+        audit: &AuditEvent,
+        seal: &Seal,
+    ) -> StoreResult<SessionId>;
     async fn session_by_digest(&self, digest: &[u8]) -> StoreResult<Option<Session>>;
     async fn touch_session(&self, id: SessionId, now: i64) -> StoreResult<()>;
     async fn delete_session(&self, digest: &[u8]) -> StoreResult<Option<Session>>;
@@ -435,8 +443,6 @@ pub trait Store: Send + Sync + 'static {
     // Password throttling.
     /// Counts one attempt against every key, all or none: if any key is over its limit nothing is counted.
     async fn reserve_password_attempt(&self, keys: &[ThrottleKey], now: i64) -> StoreResult<Result<(), Throttled>>;
-    /// Gives back a reserved attempt (the password was right: it was no failure).
-    async fn refund_password_attempt(&self, keys: &[ThrottleKey]) -> StoreResult<()>;
 
     /// Lists sessions (all, or one account's), newest first.
     async fn list_sessions(&self, user: Option<UserId>) -> StoreResult<Vec<Session>>;

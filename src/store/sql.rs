@@ -785,10 +785,23 @@ where
         .await
     }
 
-    async fn insert_session(&self, session: &NewSession) -> StoreResult<SessionId> {
+    async fn open_session(
+        &self,
+        refund: &[ThrottleKey],
+        session: &NewSession,
+        audit: &AuditEvent,
+        seal: &Seal,
+    ) -> StoreResult<SessionId> {
         self.bounded(async {
             let mut tx = self.write_for(session.user_id).await?;
+            for key in refund {
+                sqlx::query("UPDATE login_throttle SET attempts = attempts - 1 WHERE key = $1 AND attempts > 0")
+                    .bind(key.key.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let id = Self::insert_session_in(&mut tx, session).await?;
+            Self::append_audit_in(&mut tx, audit, seal).await?;
             tx.commit().await?;
             Ok(id)
         })
@@ -899,21 +912,6 @@ where
             }
             tx.commit().await?;
             Ok(Ok(()))
-        })
-        .await
-    }
-
-    async fn refund_password_attempt(&self, keys: &[ThrottleKey]) -> StoreResult<()> {
-        self.bounded(async {
-            let mut tx = self.write().await?;
-            for key in keys {
-                sqlx::query("UPDATE login_throttle SET attempts = attempts - 1 WHERE key = $1 AND attempts > 0")
-                    .bind(key.key.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(())
         })
         .await
     }
