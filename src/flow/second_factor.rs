@@ -138,10 +138,11 @@ impl Flow {
         let success = self.check_event(&check, Outcome::Success);
         let policy = &limits::SECOND_FACTOR;
         let seal = self.seal(&success);
-        match (self.store)
+        let outcome = self
+            .store
             .second_step(pending.id, policy, proof.as_ref(), &full, &success, &*seal)
-            .await?
-        {
+            .await?;
+        match outcome {
             SecondStep::Done => {
                 self.audited(&success);
                 Ok(new_token)
