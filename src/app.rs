@@ -13,6 +13,7 @@ use crate::config::{Config, DatabaseKind};
 use crate::crypto::password::{HashError, PasswordHasher};
 use crate::crypto::{KeyError, Keys};
 use crate::flow::{Flow, FlowSettings};
+use crate::http::connections::{self, ConnectionLimits};
 use crate::http::{router, AppState, WebSettings};
 use crate::metrics::Metrics;
 use crate::sms::Sender;
@@ -95,11 +96,6 @@ fn known_schema_version(config: &Config) -> i64 {
 
 /// Opens the database and the key and builds the login flow; the command line's user commands need only this.
 pub async fn open_flow(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Flow>, StartupError> {
-    Ok(open(config, clock).await?.0)
-}
-
-/// The login flow and the server key it was built with (the pages sign their form tokens with a subkey of it).
-async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<(Arc<Flow>, Arc<Keys>), StartupError> {
     let store = open_store(config).await?;
     let keys = Arc::new(Keys::load_or_create(&config.secret_key_file)?);
     let hasher = PasswordHasher::new()?;
@@ -116,33 +112,56 @@ async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<(Arc<Flow>, Arc<
         session_idle_seconds: seconds(config.session_idle_timeout),
         audit_retention_seconds: seconds(config.audit_retention),
         session_cache: config.session_cache,
+        sms_budget_per_hour: config
+            .sms
+            .as_ref()
+            .and_then(|sms| sms.budget_per_hour)
+            .unwrap_or(crate::flow::rules::SMS_BUDGET_PER_HOUR),
     };
     let metrics = Arc::new(Metrics::default());
-    let flow = Arc::new(Flow::new(store, clock, keys.clone(), hasher, sms, metrics, settings));
-    Ok((flow, keys))
+    Ok(Arc::new(Flow::new(store, clock, keys, hasher, sms, metrics, settings)))
 }
 
-/// Everything a request handler needs.
-pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<AppState, StartupError> {
-    let (flow, keys) = open(config, clock).await?;
+/// Everything a request handler needs, and how connections are bounded.
+pub struct Server {
+    pub state: AppState,
+    pub limits: ConnectionLimits,
+    /// The database connections one instance opens, which the connection cap leaves room for.
+    pub database_pool: u32,
+}
+
+/// The server `config` describes, not yet serving.
+pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Server, StartupError> {
+    let flow = open_flow(config, clock).await?;
     let web = WebSettings {
         secure_cookies: config.secure_cookies(),
         public_origin: config.public_origin(),
         trusted_proxies: config.trusted_proxies.clone(),
         session_lifetime_seconds: seconds(config.session_lifetime),
         site_name: config.issuer.clone(),
+        body_read_timeout: config.body_read_timeout,
     };
-    Ok(AppState::new(flow, keys, web))
+    let limits = ConnectionLimits {
+        header_read_timeout: config.header_read_timeout,
+        keep_alive_timeout: config.keep_alive_timeout,
+        max_connections: config.max_connections,
+    };
+    Ok(Server {
+        state: AppState::new(flow, web),
+        limits,
+        database_pool: config.database_pool_size,
+    })
 }
 
 /// Serves until `shutdown` resolves, meanwhile purging expired sessions once a minute and audit events past the
 /// retention period once an hour.
 pub async fn serve(
-    state: AppState,
+    server: Server,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let flow = state.flow.clone();
+    let flow = server.state.flow.clone();
+    let metrics = flow.metrics_handle();
     let purger = tokio::spawn(async move {
         let mut every_minute = tokio::time::interval(Duration::from_secs(60));
         for minute in 0u64.. {
@@ -159,8 +178,8 @@ pub async fn serve(
             }
         }
     });
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let app = router(server.state);
+    let served = connections::serve(app, listener, server.limits, server.database_pool, metrics, shutdown).await;
     purger.abort();
     served
 }

@@ -12,6 +12,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::sms::{SmsConfig, SmsGatewayConfig};
+
 const ENV_PREFIX: &str = "TWOFOLD_";
 
 /// The keys a config file or the environment may set, and their defaults.
@@ -33,6 +35,10 @@ struct RawConfig {
     log: String,
     log_format: String,
     audit_retention: String,
+    header_read_timeout: String,
+    body_read_timeout: String,
+    keep_alive_timeout: String,
+    max_connections: usize,
     sms: Option<RawSms>,
 }
 
@@ -48,6 +54,7 @@ struct RawSms {
     auth_token: Option<String>,
     from: Option<String>,
     base_url: Option<String>,
+    budget_per_hour: Option<i64>,
 }
 
 impl Default for RawConfig {
@@ -68,6 +75,10 @@ impl Default for RawConfig {
             log: "info".into(),
             log_format: "text".into(),
             audit_retention: "90d".into(),
+            header_read_timeout: "10s".into(),
+            body_read_timeout: "10s".into(),
+            keep_alive_timeout: "75s".into(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             sms: None,
         }
     }
@@ -89,6 +100,10 @@ const KNOWN_KEYS: &[&str] = &[
     "log",
     "log_format",
     "audit_retention",
+    "header_read_timeout",
+    "body_read_timeout",
+    "keep_alive_timeout",
+    "max_connections",
     "sms.gateway",
     "sms.timeout",
     "sms.url",
@@ -97,12 +112,18 @@ const KNOWN_KEYS: &[&str] = &[
     "sms.auth_token",
     "sms.from",
     "sms.base_url",
+    "sms.budget_per_hour",
 ];
 
 /// Connections per instance. Twofold's statements are short and Argon2 hashing (the slow part of a request) runs at
 /// most one per core outside any connection, so on 2 cores 8 connections keep requests from queueing for the database
 /// while leaving a PostgreSQL server with its default `max_connections = 100` room for about ten instances.
 const DEFAULT_POOL_SIZE: u32 = 8;
+
+/// Open connections one instance serves at once. Each costs a file descriptor and a few KiB; the timeouts close idle
+/// and slow ones, so the cap is reached only by a flood, and then new connections wait rather than the process
+/// running out of descriptors.
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// A database URL whose `Debug` and `Display` never show a password.
 #[derive(Clone, PartialEq, Eq)]
@@ -196,6 +217,14 @@ pub struct Config {
     pub log_json: bool,
     /// Audit events older than this are pruned (daily, and at start).
     pub audit_retention: Duration,
+    /// From a request's first byte until its header is complete.
+    pub header_read_timeout: Duration,
+    /// The longest a request's body may take to arrive.
+    pub body_read_timeout: Duration,
+    /// An idle connection (no request in progress, no byte either way) is closed after this.
+    pub keep_alive_timeout: Duration,
+    /// Connections served at once; more wait.
+    pub max_connections: usize,
     /// The SMS gateway, if SMS codes are offered.
     pub sms: Option<SmsConfig>,
     /// Environment variables that looked like ours but name no key; logged as warnings once logging is up.
@@ -272,7 +301,7 @@ fn parse_env_value(key: &str, value: &str) -> figment::value::Value {
             "false" | "0" | "no" | "off" | "" => Value::from(false),
             _ => Value::from(value.to_owned()),
         },
-        "database_pool_size" => value
+        "database_pool_size" | "max_connections" | "sms.budget_per_hour" => value
             .trim()
             .parse::<u32>()
             .map_or_else(|_| Value::from(value.to_owned()), Value::from),
@@ -396,6 +425,37 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         other => return Err(invalid(format!("log_format = {other:?} is not \"text\" or \"json\"."))),
     };
     let audit_retention = parse_duration("audit_retention", &raw.audit_retention)?;
+    let connection_timeout = |key: &str, value: &str, meaning: &str| {
+        humantime::parse_duration(value.trim())
+            .ok()
+            .filter(|t| *t >= Duration::from_millis(100) && *t <= Duration::from_secs(600))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "{key} = {value:?} is not a duration between 100ms and 10m, such as \"10s\"; it is {meaning}."
+                ))
+            })
+    };
+    let header_read_timeout = connection_timeout(
+        "header_read_timeout",
+        &raw.header_read_timeout,
+        "how long a request's header may take to arrive",
+    )?;
+    let body_read_timeout = connection_timeout(
+        "body_read_timeout",
+        &raw.body_read_timeout,
+        "how long a request's body may take to arrive",
+    )?;
+    let keep_alive_timeout = connection_timeout(
+        "keep_alive_timeout",
+        &raw.keep_alive_timeout,
+        "how long an idle connection stays open",
+    )?;
+    if !(16..=1_000_000).contains(&raw.max_connections) {
+        return Err(invalid(format!(
+            "max_connections = {} must be between 16 and 1000000; it is how many connections are served at once.",
+            raw.max_connections
+        )));
+    }
     let sms = raw.sms.map(validate_sms).transpose()?;
     Ok(Config {
         listen,
@@ -413,42 +473,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         log: raw.log,
         log_json,
         audit_retention,
+        header_read_timeout,
+        body_read_timeout,
+        keep_alive_timeout,
+        max_connections: raw.max_connections,
         sms,
         warnings: Vec::new(),
     })
-}
-
-/// The SMS gateway chosen under `[sms]`.
-#[derive(Clone)]
-pub enum SmsGatewayConfig {
-    /// A generic JSON webhook: `POST url` with `{"to","message"}`, `Authorization: Bearer token` when set.
-    Http { url: Url, token: Option<SecretString> },
-    /// Twilio's Messages API at `base_url`.
-    Twilio {
-        account_sid: String,
-        auth_token: SecretString,
-        from: String,
-        base_url: Url,
-    },
-    /// Writes messages to the log: development only.
-    Console,
-}
-
-impl std::fmt::Debug for SmsGatewayConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Http { url, .. } => write!(f, "Http({url})"),
-            Self::Twilio { base_url, .. } => write!(f, "Twilio({base_url})"),
-            Self::Console => f.write_str("Console"),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct SmsConfig {
-    pub gateway: SmsGatewayConfig,
-    /// How long one call to the gateway may take.
-    pub timeout: Duration,
 }
 
 const TWILIO_BASE_URL: &str = "https://api.twilio.com";
@@ -499,7 +530,20 @@ fn validate_sms(raw: RawSms) -> Result<SmsConfig, ConfigError> {
             )))
         }
     };
-    Ok(SmsConfig { gateway, timeout })
+    let budget_per_hour = match raw.budget_per_hour {
+        None => None,
+        Some(budget) if budget >= 1 => Some(budget),
+        Some(budget) => {
+            return Err(invalid(format!(
+            "[sms] budget_per_hour = {budget} is not a number of texts of at least 1 (TWOFOLD_SMS__BUDGET_PER_HOUR)."
+        )))
+        }
+    };
+    Ok(SmsConfig {
+        gateway,
+        timeout,
+        budget_per_hour,
+    })
 }
 
 fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
@@ -577,6 +621,32 @@ mod tests {
         assert!(bad(&[("TWOFOLD_DATABASE_TIMEOUT", "1ms")]).contains("database_timeout"));
         assert!(bad(&[("TWOFOLD_SESSION_CACHE", "1m")]).contains("session_cache"));
         assert!(bad(&[("TWOFOLD_SESSION_CACHE", "soon")]).contains("session_cache"));
+        assert!(bad(&[("TWOFOLD_HEADER_READ_TIMEOUT", "1ms")]).contains("header_read_timeout"));
+        assert!(bad(&[("TWOFOLD_BODY_READ_TIMEOUT", "1h")]).contains("body_read_timeout"));
+        assert!(bad(&[("TWOFOLD_KEEP_ALIVE_TIMEOUT", "never")]).contains("keep_alive_timeout"));
+        assert!(bad(&[("TWOFOLD_MAX_CONNECTIONS", "3")]).contains("max_connections"));
+        assert!(bad(&[("TWOFOLD_MAX_CONNECTIONS", "lots")]).contains("max_connections"));
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_can_be_set() {
+        let defaults = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(defaults.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.keep_alive_timeout, Duration::from_secs(75));
+        assert_eq!(defaults.max_connections, 10_000);
+        let set = Config::load_from(
+            None,
+            env(&[
+                ("TWOFOLD_HEADER_READ_TIMEOUT", "2s"),
+                ("TWOFOLD_KEEP_ALIVE_TIMEOUT", "500ms"),
+                ("TWOFOLD_MAX_CONNECTIONS", "64"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(set.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(set.keep_alive_timeout, Duration::from_millis(500));
+        assert_eq!(set.max_connections, 64);
     }
 
     #[test]
@@ -612,6 +682,18 @@ mod tests {
         assert!(bad(&[("TWOFOLD_SMS__GATEWAY", "pigeon")]).contains("\"http\""));
         assert!(bad(&[("TWOFOLD_SMS__GATEWAY", "http")]).contains("needs `url`"));
         assert!(bad(&[("TWOFOLD_SMS__GATEWAY", "console"), ("TWOFOLD_SMS__TIMEOUT", "0s")]).contains("timeout"));
+        let budget = |value: &str| {
+            Config::load_from(
+                None,
+                env(&[
+                    ("TWOFOLD_SMS__GATEWAY", "console"),
+                    ("TWOFOLD_SMS__BUDGET_PER_HOUR", value),
+                ]),
+            )
+        };
+        assert_eq!(budget("40").unwrap().sms.expect("sms").budget_per_hour, Some(40));
+        assert!(budget("0").unwrap_err().to_string().contains("budget_per_hour"));
+        assert!(budget("many").unwrap_err().to_string().contains("budget_per_hour"));
     }
 
     #[test]

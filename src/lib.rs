@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod flow;
 pub mod http;
+pub mod ids;
 pub mod metrics;
 pub mod otp;
 pub mod sms;

@@ -3,9 +3,13 @@
 //! one), so the metrics count exactly what the trail records. Each server has its own registry: no globals.
 
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
+use std::fmt::Write;
+
+use axum::extract::MatchedPath;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -28,11 +32,83 @@ struct EventLabels {
     outcome: &'static str,
 }
 
+/// Every label of the request histogram comes from a closed set, so no client can make the registry grow: the method
+/// is one of the standard ones or `OTHER`, the route a pattern of the router (or `unmatched`), the status one the
+/// handlers answer with.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
-    route: String,
+    method: MethodLabel,
+    route: RouteLabel,
     status: u16,
+}
+
+/// A request's method as a label: the nine of RFC 9110 and PATCH, or `OTHER` for any method a client made up.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum MethodLabel {
+    GET,
+    HEAD,
+    POST,
+    PUT,
+    DELETE,
+    PATCH,
+    OPTIONS,
+    CONNECT,
+    TRACE,
+    OTHER,
+}
+
+impl MethodLabel {
+    pub fn of(method: &axum::http::Method) -> Self {
+        use axum::http::Method as M;
+        match *method {
+            M::GET => Self::GET,
+            M::HEAD => Self::HEAD,
+            M::POST => Self::POST,
+            M::PUT => Self::PUT,
+            M::DELETE => Self::DELETE,
+            M::PATCH => Self::PATCH,
+            M::OPTIONS => Self::OPTIONS,
+            M::CONNECT => Self::CONNECT,
+            M::TRACE => Self::TRACE,
+            _ => Self::OTHER,
+        }
+    }
+}
+
+/// The route pattern that served a request (`/auth/session`), never the raw path, or `unmatched`. Holding the
+/// router's own `MatchedPath` costs a reference count, not a copy of the text.
+#[derive(Clone, Debug)]
+pub struct RouteLabel(Option<MatchedPath>);
+
+impl RouteLabel {
+    pub fn new(route: Option<&MatchedPath>) -> Self {
+        Self(route.cloned())
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
+    }
+}
+
+impl PartialEq for RouteLabel {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RouteLabel {}
+
+impl std::hash::Hash for RouteLabel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for RouteLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -48,6 +124,8 @@ pub struct Metrics {
     locks: Counter,
     events: Family<EventLabels, Counter>,
     requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    connections: Gauge,
+    connection_cap_reached: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -91,6 +169,14 @@ impl Default for Metrics {
             "Time to answer HTTP requests, by method, route and status",
             requests.clone(),
         );
+        let connections = Gauge::default();
+        registry.register("twofold_http_connections", "Open HTTP connections", connections.clone());
+        let connection_cap_reached = Counter::default();
+        registry.register(
+            "twofold_http_connection_cap_reached",
+            "Times a new connection had to wait because max_connections were open",
+            connection_cap_reached.clone(),
+        );
         Self {
             registry,
             logins,
@@ -99,6 +185,8 @@ impl Default for Metrics {
             locks,
             events,
             requests,
+            connections,
+            connection_cap_reached,
         }
     }
 }
@@ -117,7 +205,7 @@ impl Metrics {
             Event::Login => {
                 self.logins.get_or_create(&OutcomeLabels { outcome }).inc();
             }
-            Event::SecondFactor | Event::TotpConfirm | Event::TotpRemove | Event::SmsConfirm => {
+            Event::SecondFactor | Event::TotpConfirm | Event::TotpRemove | Event::SmsConfirm | Event::StepUp => {
                 let method = event.method.unwrap_or("none");
                 self.checks.get_or_create(&CheckLabels { method, outcome }).inc();
             }
@@ -131,14 +219,22 @@ impl Metrics {
         }
     }
 
-    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    pub fn observe_request(&self, method: MethodLabel, route: RouteLabel, status: u16, seconds: f64) {
         self.requests
-            .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
-                status,
-            })
+            .get_or_create(&RequestLabels { method, route, status })
             .observe(seconds);
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.dec();
+    }
+
+    pub fn connection_cap_reached(&self) {
+        self.connection_cap_reached.inc();
     }
 
     /// The Prometheus text exposition format.

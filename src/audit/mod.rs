@@ -3,11 +3,10 @@
 //! secret ever reaches an [`AuditEvent`], because none of its fields can hold one by type.
 
 pub mod chain;
-pub mod diagram;
 
 use time::OffsetDateTime;
 
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +27,7 @@ pub enum Event {
     UserReset2fa,
     UserUnlock,
     SessionRevoke,
+    StepUp,
 }
 
 impl Event {
@@ -49,6 +49,7 @@ impl Event {
             Self::UserReset2fa => "user_reset_2fa",
             Self::UserUnlock => "user_unlock",
             Self::SessionRevoke => "session_revoke",
+            Self::StepUp => "step_up",
         }
     }
 }

@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 use crate::app;
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::flow::{Flow, FlowError};
+use crate::flow::{Flow, FlowError, Lock};
 
 #[derive(Debug, Parser)]
 #[command(name = "twofold", version, about = "A two-factor authentication server")]
@@ -142,7 +142,7 @@ async fn serve(config: Config) -> Result<(), String> {
             config.listen
         )
     })?;
-    let state = app::build(&config, Arc::new(SystemClock))
+    let server = app::build(&config, Arc::new(SystemClock))
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(
@@ -151,10 +151,7 @@ async fn serve(config: Config) -> Result<(), String> {
         database = %config.database_url,
         "Twofold is listening"
     );
-    if matches!(
-        config.sms.as_ref().map(|sms| &sms.gateway),
-        Some(crate::config::SmsGatewayConfig::Console)
-    ) {
+    if config.sms.as_ref().is_some_and(|sms| sms.is_console()) {
         tracing::warn!(
             "[sms] gateway = \"console\": SMS codes are written to this log and sent to nobody. For development only."
         );
@@ -166,7 +163,7 @@ async fn serve(config: Config) -> Result<(), String> {
         // If the signal handler cannot be installed the server simply runs until killed.
         let _ = tokio::signal::ctrl_c().await;
     };
-    app::serve(state, listener, shutdown)
+    app::serve(server, listener, shutdown)
         .await
         .map_err(|error| format!("the server stopped: {error}"))
 }
@@ -185,14 +182,10 @@ async fn user(flow: &Flow, command: UserCommand) -> Result<(), FlowError> {
                 "USERNAME", "TOTP", "RECOVERY CODES", "SMS", "LOCK"
             );
             for user in users {
-                let lock = match (user.second_factor_failures, user.second_factor_locked_until) {
-                    (failures, _) if failures >= crate::flow::limits::SECOND_FACTOR.hard_cap => {
-                        "until unlocked".to_owned()
-                    }
-                    (_, Some(until)) if until > time::OffsetDateTime::now_utc().unix_timestamp() => {
-                        format!("until {}", timestamp(until))
-                    }
-                    _ => "-".to_owned(),
+                let lock = match user.lock {
+                    Lock::UntilUnlocked => "until unlocked".to_owned(),
+                    Lock::Until(until) => format!("until {}", timestamp(until)),
+                    Lock::Open => "-".to_owned(),
                 };
                 println!(
                     "{:<32} {:<5} {:>14} {:<5} {:<20} {}",

@@ -7,10 +7,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::timestamp;
-use crate::audit::chain::{AuditRecord, Verdict};
-use crate::audit::diagram::{flow_diagram, login_diagram, Format};
-use crate::audit::AuditFilter;
-use crate::flow::{Flow, Lock, UserDetails};
+use crate::flow::diagram::{flow_diagram, login_diagram, Format};
+use crate::flow::{AuditFilter, AuditRecord, Flow, Lock, UserDetails, Verdict};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -136,7 +134,7 @@ pub async fn audit(flow: &Flow, command: Option<AuditCommand>, args: AuditArgs) 
 }
 
 async fn list(flow: &Flow, args: AuditArgs) -> Result<(), String> {
-    let now = OffsetDateTime::now_utc();
+    let now = flow.now();
     let filter = AuditFilter {
         username: args.user.map(|u| u.to_ascii_lowercase()),
         since_ms: args.since.map(|t| parse_time("--since", &t, now)).transpose()?,
@@ -188,7 +186,7 @@ pub async fn session(flow: &Flow, command: SessionCommand) -> Result<(), String>
                 println!(
                     "{:>6} {:<24} {:<8} {:<14} {:<26} {:<26} {}",
                     s.id.0,
-                    s.username,
+                    s.user.username,
                     s.state.0.as_str(),
                     s.second_factor.as_deref().unwrap_or("-"),
                     timestamp(s.created_at),

@@ -40,6 +40,7 @@ pub struct Keys {
     recovery_codes: [u8; KEY_BYTES],
     form_tokens: [u8; KEY_BYTES],
     sms_codes: [u8; KEY_BYTES],
+    sms_destinations: [u8; KEY_BYTES],
     audit: [u8; KEY_BYTES],
 }
 
@@ -113,6 +114,7 @@ impl Keys {
             recovery_codes: derive(master, b"twofold recovery codes v1"),
             form_tokens: derive(master, b"twofold form tokens v1"),
             sms_codes: derive(master, b"twofold sms codes v1"),
+            sms_destinations: derive(master, b"twofold sms destinations v1"),
             audit: derive(master, b"twofold audit v1"),
         }
     }
@@ -162,6 +164,12 @@ impl Keys {
     /// HMAC-SHA-256 of an SMS code bound to its user: six digits have too few values to store plainly hashed.
     pub fn sms_code_digest(&self, user: i64, code: &str) -> Vec<u8> {
         mac(&self.sms_codes, &[&user.to_be_bytes(), code.as_bytes()])
+    }
+
+    /// A phone number as the shared send limits name it: HMAC-SHA-256 under its own subkey, hex, so the throttle
+    /// table holds no number.
+    pub fn sms_destination(&self, phone: &str) -> String {
+        hex::encode(mac(&self.sms_destinations, &[phone.as_bytes()]))
     }
 
     /// The anti-forgery token a page puts in its forms: HMAC-SHA-256 over `binding`, base64url. The binding is

@@ -1,34 +1,73 @@
 //! Accounts: self-service registration (when allowed) and the operator's commands.
 
+use super::rules::{self, Lock};
 use super::{Flow, FlowError, FlowResult, Username};
 use crate::audit::{Event, Outcome, Requester};
-use crate::crypto::password::check_new_password;
-use crate::store::{StoreError, UserSummary};
+use crate::crypto::password::{check_new_password, Password};
+use crate::store::StoreError;
 
 /// One line of `twofold user list`.
-pub type UserOverview = UserSummary;
+#[derive(Debug, Clone)]
+pub struct UserOverview {
+    pub username: String,
+    pub created_at: i64,
+    pub totp: bool,
+    pub sms: bool,
+    pub recovery_codes_left: i64,
+    pub lock: Lock,
+    pub last_login_at: Option<i64>,
+}
 
 impl Flow {
-    /// Self-service sign-up; only when `allow_registration` is on.
+    /// Self-service sign-up; only when `allow_registration` is on, and throttled per client address.
+    #[tracing::instrument(level = "debug", name = "flow.register", skip_all)]
     pub async fn register(&self, username: &str, password: &str, who: &Requester) -> FlowResult<String> {
         if !self.settings.allow_registration {
             self.audit(Event::Register, Outcome::Refused, who, None, None, None)
                 .await?;
             return Err(FlowError::RegistrationDisabled);
         }
+        // Malformed input costs nothing to refuse, so it is refused before it can use up the address's allowance.
+        let (username, password) = self.new_account(username, password)?;
+        let throttle = rules::registration_throttle_keys(who.client_addr.as_deref());
+        if let Err(throttled) = self.store.reserve_password_attempt(&throttle, self.now_unix()).await? {
+            self.audit(Event::Register, Outcome::Throttled, who, None, None, None)
+                .await?;
+            return Err(FlowError::TooManyAttempts {
+                retry_after: throttled.retry_after,
+                message: "too many accounts were created from this address lately; wait before trying again".into(),
+            });
+        }
         self.create_user(username, password, who, Event::Register).await
     }
 
+    fn new_account(&self, username: &str, password: &str) -> FlowResult<(Username, Password)> {
+        let username = Username::parse(username).ok_or(FlowError::InvalidUsername)?;
+        let password =
+            check_new_password(password, username.as_str(), &self.settings.issuer).map_err(FlowError::WeakPassword)?;
+        Ok((username, password))
+    }
+
     /// An operator adds a user (works whether or not registration is allowed).
+    #[tracing::instrument(level = "debug", name = "flow.add_user", skip_all)]
     pub async fn add_user(&self, username: &str, password: &str) -> FlowResult<String> {
+        let (username, password) = self.new_account(username, password)?;
         self.create_user(username, password, &Requester::command_line(), Event::UserAdd)
             .await
     }
 
-    async fn create_user(&self, username: &str, password: &str, who: &Requester, event: Event) -> FlowResult<String> {
-        let username = Username::parse(username).ok_or(FlowError::InvalidUsername)?;
-        let password =
-            check_new_password(password, username.as_str(), &self.settings.issuer).map_err(FlowError::WeakPassword)?;
+    async fn create_user(
+        &self,
+        username: Username,
+        password: Password,
+        who: &Requester,
+        event: Event,
+    ) -> FlowResult<String> {
+        // A taken name is refused before the hash is paid for (the insert below still decides a race).
+        if self.store.user_by_name(username.as_str()).await?.is_some() {
+            self.audit(event, Outcome::Refused, who, None, None, None).await?;
+            return Err(FlowError::UsernameTaken);
+        }
         let hash = self.hasher.hash(password).await?;
         let id = match self.store.create_user(username.as_str(), &hash, self.now_unix()).await {
             Ok(id) => id,
@@ -43,12 +82,29 @@ impl Flow {
         Ok(username.0)
     }
 
+    #[tracing::instrument(level = "debug", name = "flow.list_users", skip_all)]
     pub async fn list_users(&self) -> FlowResult<Vec<UserOverview>> {
-        Ok(self.store.list_users().await?)
+        let now = self.now_unix();
+        Ok(self
+            .store
+            .list_users()
+            .await?
+            .into_iter()
+            .map(|user| UserOverview {
+                lock: rules::lock(user.second_factor_failures, user.second_factor_locked_until, now),
+                username: user.username,
+                created_at: user.created_at,
+                totp: user.totp,
+                sms: user.sms,
+                recovery_codes_left: user.recovery_codes_left,
+                last_login_at: user.last_login_at,
+            })
+            .collect())
     }
 
     /// Removes every second factor and ends every session, for a user who lost their phone and recovery codes. The
     /// next sign-in asks for the password only; the user should set up a new authenticator at once.
+    #[tracing::instrument(level = "debug", name = "flow.reset_second_factors", skip_all)]
     pub async fn reset_second_factors(&self, username: &str) -> FlowResult<()> {
         let user = self.user_named(username).await?;
         self.store.reset_second_factors(user.id).await?;
@@ -66,6 +122,7 @@ impl Flow {
     }
 
     /// Lifts the second-factor lock (including the one at 100 failures).
+    #[tracing::instrument(level = "debug", name = "flow.unlock", skip_all)]
     pub async fn unlock(&self, username: &str) -> FlowResult<()> {
         let user = self.user_named(username).await?;
         self.store.unlock_second_factor(user.id).await?;
@@ -81,6 +138,7 @@ impl Flow {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "flow.delete_user", skip_all)]
     pub async fn delete_user(&self, username: &str) -> FlowResult<()> {
         let user = self.user_named(username).await?;
         if !self.store.delete_user(user.id).await? {

@@ -101,7 +101,7 @@ impl SessionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoredState;
+    use crate::store::{StoredState, User};
 
     const T0: i64 = 1_800_000_000;
 
@@ -113,7 +113,21 @@ mod tests {
         Arc::new(Session {
             id: SessionId(id),
             user_id: UserId(user),
-            username: format!("user{user}"),
+            user: User {
+                id: UserId(user),
+                username: format!("user{user}"),
+                password_hash: String::new(),
+                created_at: T0,
+                totp_secret: None,
+                totp_pending_secret: None,
+                totp_last_step: None,
+                sms_phone: None,
+                sms_pending_phone: None,
+                second_factor_failures: 0,
+                second_factor_locked_until: None,
+                last_login_at: None,
+                recovery_codes_left: 0,
+            },
             state: StoredState(state),
             flow_id: "flow".into(),
             created_at: T0,
@@ -127,6 +141,7 @@ mod tests {
             notice_failures: 0,
             notice_replays: 0,
             notice_last_at: None,
+            stepped_up_at: None,
         })
     }
 

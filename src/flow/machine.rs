@@ -1,10 +1,11 @@
 //! The login state machine as data. [`TRANSITIONS`] lists every step a login can take, from which state to which,
-//! and what goes over the wire when it does. The flow asks [`advance`] before every change of state, so a step that
-//! is not in the table cannot happen; `twofold diagram` draws the same table, so the drawing cannot drift from the
-//! code.
+//! and what goes over the wire when it does. The states are types (`flow::state`): each change of state goes
+//! through [`transition`], named by the types it goes from and to, so a step that is not in the table fails; and a
+//! test drives every transition the typed API can make and checks that together they are exactly the table's rows.
+//! `twofold diagram` draws the same table, so the drawing cannot drift from the code.
 
 /// Where a client stands with Twofold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     SignedOut,
     /// Password checked; a second factor is outstanding.
@@ -23,7 +24,7 @@ impl State {
 }
 
 /// What can happen to a login.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {
     PasswordRefused,
     PasswordAccepted,
@@ -242,6 +243,53 @@ pub fn advance(from: State, step: Step) -> Option<State> {
         .iter()
         .find(|t| t.from == from && t.step == step)
         .map(|t| t.to)
+}
+
+/// A type that is one of the login's states.
+pub trait StateKind {
+    const STATE: State;
+}
+
+/// A change of state the table does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the login state machine has no step {step:?} from {from:?} to {to:?}")]
+pub struct IllegalStep {
+    pub from: State,
+    pub step: Step,
+    pub to: State,
+}
+
+/// Checks the change of state `step`, from the state of type `From` to the state of type `To`, against the table.
+/// Every change of state in the flow goes through here.
+pub fn transition<From: StateKind, To: StateKind>(step: Step) -> Result<(), IllegalStep> {
+    let (from, to) = (From::STATE, To::STATE);
+    #[cfg(test)]
+    taken::record(from, step, to);
+    match advance(from, step) {
+        Some(next) if next == to => Ok(()),
+        _ => Err(IllegalStep { from, step, to }),
+    }
+}
+
+/// The transitions the flow took while the tests ran, for the test that compares them with the table.
+#[cfg(test)]
+pub(super) mod taken {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    use super::{State, Step};
+
+    static TAKEN: Mutex<Option<HashSet<(State, Step, State)>>> = Mutex::new(None);
+
+    pub fn record(from: State, step: Step, to: State) {
+        let mut taken = TAKEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        taken.get_or_insert_with(HashSet::new).insert((from, step, to));
+    }
+
+    pub fn all() -> HashSet<(State, Step, State)> {
+        let taken = TAKEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        taken.clone().unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

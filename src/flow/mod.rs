@@ -3,35 +3,43 @@
 //! as plain values from `http` (or the command line), state changes go through the [`Store`] trait, and time comes
 //! from the injected [`Clock`].
 //!
-//! A session is in one of two states, kept server-side behind an opaque token:
+//! A request's session is read once into a typed [`LoginState`] (`state.rs`: what each state may do); the rules
+//! that bound a login are pure functions in `rules.rs`; the transitions are checked against the machine's table
+//! (`machine.rs`), from which the diagrams are drawn (`diagram.rs`).
 //!
-//! - **pending**: the password was right and a second factor is outstanding. It can verify a code and log out, and
-//!   nothing else; it dies after [`limits::PENDING_SESSION_SECONDS`] or [`limits::SECOND_FACTOR`]`.session_tries`
-//!   wrong codes.
-//! - **full**: signed in. A pending session becomes full only by being replaced, under a new token, in the same
-//!   transaction that consumes the proof (a TOTP step or a recovery code).
+//! A new way of signing in (a security key, a passkey, an OpenID Connect authorization) plugs in as a function that
+//! takes the state it starts from and returns the state it leads to, with its step in the table.
 
 mod account;
 mod cache;
-pub mod limits;
+pub mod diagram;
 pub mod machine;
 mod operator;
+pub mod rules;
 mod second_factor;
 mod session;
 mod sms;
+mod state;
+#[cfg(test)]
+mod transitions;
 
+pub use crate::audit::chain::{AuditRecord, Verdict};
+pub use crate::audit::{AuditFilter, Requester};
+pub use crate::crypto::SessionToken;
 pub use account::UserOverview;
-pub use machine::{State, Step};
-pub use operator::{Lock, UserDetails};
-pub use second_factor::{SecondFactorStatus, TotpSetup};
-pub use session::{LoginOutcome, Notice, PendingLogin, SessionView};
+pub use machine::{IllegalStep, State, Step};
+pub use operator::UserDetails;
+pub use rules::Lock;
+pub use second_factor::{recovery_codes_in, NotVerified, SecondFactorStatus, TotpSetup};
+pub use session::LoginOutcome;
 pub use sms::{SmsChallenge, SmsSent};
+pub use state::{FactorChange, FullSession, LoginState, Notice, PendingAction, PendingLogin, RecentSession};
 
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::audit::{AuditEvent, Event, Outcome, Requester};
+use crate::audit::{AuditEvent, Event, Outcome};
 use crate::clock::Clock;
 use crate::crypto::password::{HashError, PasswordHasher, WeakPassword};
 use crate::crypto::{flow_id as flow_id_new, Keys};
@@ -50,6 +58,8 @@ pub struct FlowSettings {
     pub audit_retention_seconds: i64,
     /// How long a full session read from the database answers session checks (zero: not at all).
     pub session_cache: std::time::Duration,
+    /// Texts an hour, all accounts together.
+    pub sms_budget_per_hour: i64,
 }
 
 /// Everything that can go wrong, in the product's words. The HTTP layer maps each to a status and error code.
@@ -81,6 +91,11 @@ pub enum FlowError {
         "changing a second factor needs a recent sign-in: sign out and sign in again, then retry within 15 minutes"
     )]
     ReauthenticationRequired,
+    #[error(
+        "changing a second factor needs a current code from one of your factors first: confirm it's you \
+         (POST /auth/step-up), then retry within 5 minutes"
+    )]
+    StepUpRequired,
     #[error("storage failed: {0}")]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -95,8 +110,8 @@ pub enum FlowError {
     NoSuchUser(String),
     #[error("no such session: {0}")]
     NoSuchSession(i64),
-    #[error("the login state machine has no step {step:?} from {from:?}")]
-    IllegalStep { from: State, step: Step },
+    #[error(transparent)]
+    IllegalStep(#[from] IllegalStep),
 }
 
 pub type FlowResult<T> = Result<T, FlowError>;
@@ -204,9 +219,9 @@ impl Flow {
         &self.metrics
     }
 
-    /// The state `step` leads to from `from`; an error if the machine's table has no such transition.
-    fn step(from: State, step: Step) -> FlowResult<State> {
-        machine::advance(from, step).ok_or(FlowError::IllegalStep { from, step })
+    /// The metrics, for what outlives a request (the connection counters).
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// Whether people may create their own accounts (`allow_registration`).
@@ -214,7 +229,8 @@ impl Flow {
         self.settings.allow_registration
     }
 
-    fn now(&self) -> OffsetDateTime {
+    /// Now, by the clock the flow was given (the command line asks it too, so tests can set the time).
+    pub fn now(&self) -> OffsetDateTime {
         self.clock.now()
     }
 
@@ -280,6 +296,22 @@ impl Flow {
             "audit"
         );
         self.metrics.observe(record);
+    }
+
+    /// The anti-forgery token for the forms of a browser bound to `binding` (its session token, or before sign-in a
+    /// random value in a cookie): an HMAC under a subkey of the server key.
+    pub fn form_token(&self, binding: &str) -> String {
+        self.keys.form_token(binding)
+    }
+
+    /// Whether `token` is [`Flow::form_token`] of `binding`, compared in constant time.
+    pub fn form_token_valid(&self, binding: &str, token: &str) -> bool {
+        self.keys.form_token_valid(binding, token)
+    }
+
+    /// A fresh random value for a browser's anti-forgery binding before it signs in.
+    pub fn browser_secret() -> String {
+        crate::crypto::browser_secret()
     }
 
     /// What the database stores for a set of recovery codes: their keyed digests.

@@ -1,18 +1,11 @@
 //! What the operator's command line asks of the flow: the audit trail (listing, verifying, pruning, one login's
 //! events), a user's state, sessions and revoking them, and whether the database answers.
 
-use super::{limits, Flow, FlowError, FlowResult, Username};
+use super::rules::{self, Lock};
+use super::{Flow, FlowError, FlowResult, Username};
 use crate::audit::chain::{self, AuditRecord, Verdict};
 use crate::audit::{AuditFilter, Event, Outcome, Requester};
-use crate::store::{Session, SessionId, User};
-
-/// The state of an account's second-factor lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lock {
-    Open,
-    Until(i64),
-    UntilUnlocked,
-}
+use crate::store::{Session, SessionId, SessionState, User};
 
 /// `twofold user show`.
 #[derive(Debug, Clone)]
@@ -29,11 +22,13 @@ pub struct UserDetails {
 }
 
 impl Flow {
+    #[tracing::instrument(level = "debug", name = "flow.audit_events", skip_all)]
     pub async fn audit_events(&self, filter: &AuditFilter) -> FlowResult<Vec<AuditRecord>> {
         Ok(self.store.audit_events(filter).await?)
     }
 
     /// Checks the whole trail's MAC chain.
+    #[tracing::instrument(level = "debug", name = "flow.verify_audit", skip_all)]
     pub async fn verify_audit(&self) -> FlowResult<Verdict> {
         let anchor = self.store.audit_anchor().await?;
         let events = self.store.audit_events(&AuditFilter::default()).await?;
@@ -41,6 +36,7 @@ impl Flow {
     }
 
     /// Deletes events older than the retention period, keeping the chain verifiable.
+    #[tracing::instrument(level = "debug", name = "flow.prune_audit", skip_all)]
     pub async fn prune_audit(&self) -> FlowResult<u64> {
         let now_ms = i64::try_from(self.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
         let before_ms = now_ms.saturating_sub(self.settings.audit_retention_seconds.saturating_mul(1000));
@@ -57,14 +53,14 @@ impl Flow {
             .ok_or_else(|| FlowError::NoSuchUser(username.to_owned()))
     }
 
+    #[tracing::instrument(level = "debug", name = "flow.user_details", skip_all)]
     pub async fn user_details(&self, username: &str) -> FlowResult<UserDetails> {
         let user = self.user_named(username).await?;
-        let now = self.now_unix();
-        let lock = match user.second_factor_locked_until {
-            _ if user.second_factor_failures >= limits::SECOND_FACTOR.hard_cap => Lock::UntilUnlocked,
-            Some(until) if until > now => Lock::Until(until),
-            _ => Lock::Open,
-        };
+        let lock = rules::lock(
+            user.second_factor_failures,
+            user.second_factor_locked_until,
+            self.now_unix(),
+        );
         let sessions = self.store.list_sessions(Some(user.id)).await?.len();
         Ok(UserDetails {
             username: user.username.clone(),
@@ -80,6 +76,7 @@ impl Flow {
     }
 
     /// Sessions that are still alive, of one user or all.
+    #[tracing::instrument(level = "debug", name = "flow.list_sessions", skip_all)]
     pub async fn list_sessions(&self, username: Option<&str>) -> FlowResult<Vec<Session>> {
         let user = match username {
             Some(name) => Some(self.user_named(name).await?.id),
@@ -92,13 +89,15 @@ impl Flow {
             .list_sessions(user)
             .await?
             .into_iter()
-            .filter(|s| {
-                s.expires_at > now && (s.state.0 == crate::store::SessionState::Pending || s.last_seen_at + idle > now)
+            .filter(|s| match s.state.0 {
+                SessionState::Pending => rules::pending_alive(s.expires_at, s.failed_attempts, now),
+                SessionState::Full => rules::full_alive(s.expires_at, s.last_seen_at, now, idle),
             })
             .collect())
     }
 
     /// Ends one session by its id (as `session list` shows it).
+    #[tracing::instrument(level = "debug", name = "flow.revoke_session", skip_all)]
     pub async fn revoke_session(&self, id: i64) -> FlowResult<()> {
         let session = self
             .store
@@ -107,7 +106,7 @@ impl Flow {
             .ok_or(FlowError::NoSuchSession(id))?;
         self.sessions.forget_session(session.id);
         let who = Requester::command_line();
-        let subject = Some((session.user_id, session.username.as_str()));
+        let subject = Some((session.user_id, session.user.username.as_str()));
         self.audit(
             Event::SessionRevoke,
             Outcome::Success,
@@ -120,6 +119,7 @@ impl Flow {
     }
 
     /// Ends every session of a user; returns how many ended.
+    #[tracing::instrument(level = "debug", name = "flow.revoke_user_sessions", skip_all)]
     pub async fn revoke_user_sessions(&self, username: &str) -> FlowResult<u64> {
         let user = self.user_named(username).await?;
         let ended = self.store.delete_user_sessions(user.id, None).await?;
@@ -138,6 +138,7 @@ impl Flow {
     }
 
     /// Whether the database answers (for `/readyz`).
+    #[tracing::instrument(level = "debug", name = "flow.ready", skip_all)]
     pub async fn ready(&self) -> FlowResult<()> {
         Ok(self.store.ping().await?)
     }

@@ -4,12 +4,13 @@
 //! the code, then consumes it with one conditional statement. So parallel requests can neither guess past the
 //! limits nor use one code twice.
 
-use super::machine::{State, Step};
-use super::{limits, Flow, FlowError, FlowResult, Method};
+use super::machine::{self, Step};
+use super::state::{FactorChange, FullSession, PendingLogin, RecentSession, SignedOut};
+use super::{rules, Flow, FlowError, FlowResult, Method};
 use crate::audit::{AuditEvent, Event, Outcome, Requester};
 use crate::crypto::SessionToken;
 use crate::otp::{self, RecoveryCode, SixDigitCode};
-use crate::store::{AttemptClaim, NewSession, Proof, SecondStep, SessionId, SessionState, User, UserId};
+use crate::store::{AttemptClaim, Proof, Refusal, SecondStep, SecondStepRequest, SessionId, Upgrade, User, UserId};
 
 /// A code as typed, parsed for its method.
 enum TypedCode {
@@ -74,41 +75,59 @@ pub(super) enum Failure {
     Replay,
 }
 
+/// A second step that did not sign in: the answer, and the sign-in if it is still pending (a try used, or the
+/// attempt refused before any was counted).
+#[derive(Debug)]
+pub struct NotVerified {
+    pub error: FlowError,
+    pub still_pending: Option<PendingLogin>,
+}
+
+impl From<super::IllegalStep> for NotVerified {
+    fn from(error: super::IllegalStep) -> Self {
+        FlowError::from(error).into()
+    }
+}
+
+impl From<FlowError> for NotVerified {
+    fn from(error: FlowError) -> Self {
+        Self {
+            error,
+            still_pending: None,
+        }
+    }
+}
+
 impl Flow {
-    /// The second step of a login: `code` for `method` from the pending session `token`. On success the pending
-    /// session is gone and the returned token names a new full session.
+    /// The second step of a login: `code` for `method` from the pending sign-in, which it consumes. On success the
+    /// pending session has become a full one, in place, under the returned new token.
+    #[tracing::instrument(level = "debug", name = "flow.verify_second_factor", skip_all)]
     pub async fn verify_second_factor(
         &self,
-        token: Option<&SessionToken>,
+        pending: PendingLogin,
         method: &str,
         code: &str,
         who: &Requester,
-    ) -> FlowResult<SessionToken> {
-        let method = Method::parse(method)
-            .ok_or_else(|| FlowError::BadRequest("method must be \"totp\", \"sms\" or \"recovery_code\"".into()))?;
-        let code = TypedCode::parse(method, code)?;
-        let Some(pending) = self.pending_session(token).await? else {
-            self.audit(
-                Event::SecondFactor,
-                Outcome::NoPendingLogin,
-                who,
-                None,
-                None,
-                Some(method),
-            )
-            .await?;
-            return Err(FlowError::NoPendingLogin);
+    ) -> Result<SessionToken, NotVerified> {
+        let parsed = Method::parse(method)
+            .ok_or_else(|| FlowError::BadRequest("method must be \"totp\", \"sms\" or \"recovery_code\"".into()))
+            .and_then(|method| Ok((method, TypedCode::parse(method, code)?)));
+        let (method, code) = match parsed {
+            Ok(parsed) => parsed,
+            // Malformed input is no attempt: the sign-in stays as it was.
+            Err(error) => {
+                return Err(NotVerified {
+                    error,
+                    still_pending: Some(pending),
+                })
+            }
         };
-        let user = self
-            .store
-            .user_by_id(pending.user_id)
-            .await?
-            .ok_or(FlowError::NoPendingLogin)?;
+        let user = pending.user();
         let check = Check {
-            user: &user,
-            pending: Some(pending.id),
+            user,
+            pending: Some(pending.id()),
             who,
-            flow: Some(pending.flow_id.as_str()),
+            flow: Some(pending.flow_id()),
             event: Event::SecondFactor,
             method,
         };
@@ -117,33 +136,34 @@ impl Flow {
         // would complete the sign-in: so parallel guesses cannot get past the limits. A step at or before the last
         // used one is passed on too; the store refuses it as a replay.
         let proof = match &code {
-            TypedCode::Totp(code) => self.matching_step(&user, code, now)?.map(Proof::TotpStep),
+            TypedCode::Totp(code) => self.matching_step(user, code, now)?.map(Proof::TotpStep),
             TypedCode::Sms(code) => Some(Proof::SmsCode(self.keys.sms_code_digest(user.id.0, code.as_str()))),
             TypedCode::Recovery(code) => Some(Proof::RecoveryCode(self.keys.recovery_code_digest(code.as_str()))),
         };
         let new_token = SessionToken::generate();
-        let full = NewSession {
+        let upgrade = Upgrade {
             token_digest: new_token.digest(),
             user_id: user.id,
-            state: SessionState::Full,
-            flow_id: pending.flow_id.clone(),
             now,
             expires_at: now + self.settings.session_lifetime_seconds,
-            second_factor: Some(method.as_str()),
+            second_factor: method.as_str(),
             client_addr: who.client_addr.clone(),
             user_agent: who.user_agent.clone(),
         };
-        Self::step(State::Pending, Step::CodeAccepted)?;
         // The success is recorded in the same transaction as the sign-in it reports: neither exists without the other.
         let success = self.check_event(&check, Outcome::Success);
-        let policy = &limits::SECOND_FACTOR;
-        let seal = self.seal(&success);
-        let outcome = self
-            .store
-            .second_step(pending.id, policy, proof.as_ref(), &full, &success, &*seal)
-            .await?;
+        let step = SecondStepRequest {
+            pending: pending.id(),
+            policy: rules::SECOND_FACTOR,
+            proof,
+            upgrade,
+            seal: self.seal(&success),
+            audit: success.clone(),
+        };
+        let outcome = self.store.second_step(step).await.map_err(FlowError::from)?;
         match outcome {
             SecondStep::Done => {
+                machine::transition::<PendingLogin, FullSession>(Step::CodeAccepted)?;
                 self.audited(&success);
                 Ok(new_token)
             }
@@ -156,9 +176,30 @@ impl Flow {
                 } else {
                     Failure::Wrong
                 };
-                self.fail(&check, failure, account_failures).await
+                let (error, tries_used) = self.fail(&check, failure, account_failures).await?;
+                if rules::tries_left(tries_used) == 0 {
+                    machine::transition::<PendingLogin, SignedOut>(Step::TriesUsedUp)?;
+                    return Err(error.into());
+                }
+                machine::transition::<PendingLogin, PendingLogin>(Step::CodeRefused)?;
+                Err(NotVerified {
+                    error,
+                    still_pending: Some(pending),
+                })
             }
-            SecondStep::Refused(claim) => Err(self.refused(&check, claim, now).await?),
+            SecondStep::Refused(refusal) => {
+                let error = self.refused(&check, refusal, now).await?;
+                if refusal == Refusal::NoPendingLogin {
+                    // Expired, ended or out of tries since this request read it.
+                    machine::transition::<PendingLogin, SignedOut>(Step::Expiry)?;
+                    return Err(error.into());
+                }
+                machine::transition::<PendingLogin, PendingLogin>(Step::CodeRefused)?;
+                Err(NotVerified {
+                    error,
+                    still_pending: Some(pending),
+                })
+            }
         }
     }
 
@@ -185,78 +226,78 @@ impl Flow {
         )
     }
 
-    /// Claims one code check for the account (and the pending session, if any). `Ok(Ok(failures))` when granted,
-    /// with the account's consecutive failures counting this attempt.
+    /// Claims one code check for the account (outside a sign-in: changing a factor). `Ok(Ok(failures))` when
+    /// granted, with the account's consecutive failures counting this attempt.
     pub(super) async fn claim(&self, check: &Check<'_>) -> FlowResult<Result<i64, FlowError>> {
         let now = self.now_unix();
         let claim = self
             .store
-            .claim_second_factor_attempt(check.user.id, check.pending, &limits::SECOND_FACTOR, now)
+            .claim_second_factor_attempt(check.user.id, check.pending, &rules::SECOND_FACTOR, now)
             .await?;
         Ok(match claim {
-            AttemptClaim::Granted { account_failures, .. } => Ok(account_failures),
-            refused => Err(self.refused(check, refused, now).await?),
+            AttemptClaim::Granted { account_failures } => Ok(account_failures),
+            AttemptClaim::Refused(refusal) => Err(self.refused(check, refusal, now).await?),
         })
     }
 
     /// Audits an attempt the store did not grant; returns the error that answers it.
-    async fn refused(&self, check: &Check<'_>, claim: AttemptClaim, now: i64) -> FlowResult<FlowError> {
-        Ok(match claim {
-            AttemptClaim::Granted { .. } | AttemptClaim::NoPendingLogin => {
+    async fn refused(&self, check: &Check<'_>, refusal: Refusal, now: i64) -> FlowResult<FlowError> {
+        Ok(match refusal {
+            Refusal::NoPendingLogin => {
                 self.audit_check(check, Outcome::NoPendingLogin).await?;
                 FlowError::NoPendingLogin
             }
-            AttemptClaim::Locked { until } => {
+            Refusal::Locked { failures, locked_until } => {
                 self.audit_check(check, Outcome::Locked).await?;
-                let (retry_after, message) = match until {
-                    Some(until) => (
-                        (until - now).max(1),
-                        "too many wrong codes: the second factor of this account is locked for a while".to_owned(),
-                    ),
-                    None => (
-                        limits::OPERATOR_LOCK_RETRY_AFTER,
-                        "too many wrong codes: the second factor of this account is locked until an administrator unlocks it"
-                            .to_owned(),
-                    ),
-                };
-                FlowError::TooManyAttempts { retry_after, message }
+                locked(rules::lock(failures, locked_until, now), now)
             }
         })
     }
 
-    /// Records a failed check and builds the answer, with the tries a pending session has left.
-    pub(super) async fn fail<T>(&self, check: &Check<'_>, failure: Failure, account_failures: i64) -> FlowResult<T> {
-        let policy = &limits::SECOND_FACTOR;
+    /// Records a failed check and builds the answer; returns it with the tries the pending session (if any) has
+    /// used.
+    pub(super) async fn fail(
+        &self,
+        check: &Check<'_>,
+        failure: Failure,
+        account_failures: i64,
+    ) -> FlowResult<(FlowError, i64)> {
         let replay = failure == Failure::Replay;
-        let left = self
+        let used = self
             .store
-            .record_second_factor_failure(check.user.id, check.pending, replay, policy, self.now_unix())
+            .record_second_factor_failure(
+                check.user.id,
+                check.pending,
+                replay,
+                &rules::SECOND_FACTOR,
+                self.now_unix(),
+            )
             .await?;
-        let outcome = if account_failures % policy.lock_every == 0 {
+        let outcome = if rules::lock_engaged_by(account_failures) {
             Outcome::LockEngaged
         } else if replay {
             Outcome::Replay
         } else {
             Outcome::InvalidCode
         };
-        if check.pending.is_some() {
-            Self::step(
-                State::Pending,
-                if left == 0 {
-                    Step::TriesUsedUp
-                } else {
-                    Step::CodeRefused
-                },
-            )?;
-        }
         self.audit_check(check, outcome).await?;
-        let message = match (check.pending, left) {
+        let message = match (check.pending, rules::tries_left(used)) {
             (None, _) => "the code is not valid".to_owned(),
             (Some(_), 0) => "the code is not valid, and this sign-in has used all its tries: sign in again".to_owned(),
             (Some(_), 1) => "the code is not valid; 1 try left".to_owned(),
             (Some(_), left) => format!("the code is not valid; {left} tries left"),
         };
-        Err(FlowError::InvalidCode(message))
+        Ok((FlowError::InvalidCode(message), used))
+    }
+
+    /// [`Flow::fail`] for a check outside a sign-in, as the error that answers it.
+    pub(super) async fn fail_change<T>(
+        &self,
+        check: &Check<'_>,
+        failure: Failure,
+        account_failures: i64,
+    ) -> FlowResult<T> {
+        Err(self.fail(check, failure, account_failures).await?.0)
     }
 
     /// The TOTP step `code` matches for the user's active authenticator, if any.
@@ -268,13 +309,14 @@ impl Flow {
         Ok(otp::verify_totp(&secret, code, now))
     }
 
-    async fn signed_in_user(&self, user: UserId) -> FlowResult<User> {
+    /// The account as it is now (a change of factors reads it fresh, not from the session's copy).
+    pub(super) async fn account(&self, user: UserId) -> FlowResult<User> {
         self.store.user_by_id(user).await?.ok_or(FlowError::Unauthenticated)
     }
 
-    pub async fn second_factor_status(&self, token: Option<&SessionToken>) -> FlowResult<SecondFactorStatus> {
-        let view = self.session(token).await?;
-        let user = self.signed_in_user(view.user_id).await?;
+    #[tracing::instrument(level = "debug", name = "flow.second_factor_status", skip_all)]
+    pub async fn second_factor_status(&self, session: &FullSession) -> FlowResult<SecondFactorStatus> {
+        let user = self.account(session.user_id()).await?;
         Ok(SecondFactorStatus {
             totp: user.totp_secret.is_some(),
             sms_phone: self.masked_phone(&user)?,
@@ -283,20 +325,21 @@ impl Flow {
     }
 
     /// Starts setting up an authenticator app. The secret is stored sealed and does nothing until confirmed.
-    pub async fn totp_setup(&self, token: Option<&SessionToken>, who: &Requester) -> FlowResult<TotpSetup> {
-        let view = self.recent_session(token).await?;
+    #[tracing::instrument(level = "debug", name = "flow.totp_setup", skip_all)]
+    pub async fn totp_setup(&self, session: &FactorChange, who: &Requester) -> FlowResult<TotpSetup> {
         let secret = otp::generate_totp_secret();
-        let sealed = self.keys.seal(&Self::totp_context(view.user_id), &secret);
+        let sealed = self.keys.seal(&Self::totp_context(session.user_id()), &secret);
         self.store
-            .set_pending_totp(view.user_id, &sealed, self.now_unix())
+            .set_pending_totp(session.user_id(), &sealed, self.now_unix())
             .await?;
-        let setup = self.describe_totp(&view.username, &secret)?;
+        self.sessions.forget_user(session.user_id(), None);
+        let setup = self.describe_totp(session.username(), &secret)?;
         self.audit(
             Event::TotpSetup,
             Outcome::Success,
             who,
-            Some((view.user_id, &view.username)),
-            Some(view.flow_id.as_str()),
+            Some((session.user_id(), session.username())),
+            Some(session.flow_id()),
             Some(Method::Totp),
         )
         .await?;
@@ -304,15 +347,15 @@ impl Flow {
     }
 
     /// The authenticator app set up last and not confirmed yet, shown again: the set-up page after a reload or a
-    /// wrong confirmation code. `None` when no set-up is waiting. Same rule as starting one: a recent sign-in.
-    pub async fn totp_setup_in_progress(&self, token: Option<&SessionToken>) -> FlowResult<Option<TotpSetup>> {
-        let view = self.recent_session(token).await?;
-        let user = self.signed_in_user(view.user_id).await?;
+    /// wrong confirmation code. `None` when no set-up is waiting.
+    #[tracing::instrument(level = "debug", name = "flow.totp_setup_in_progress", skip_all)]
+    pub async fn totp_setup_in_progress(&self, session: &RecentSession) -> FlowResult<Option<TotpSetup>> {
+        let user = self.account(session.user_id()).await?;
         let Some(sealed) = &user.totp_pending_secret else {
             return Ok(None);
         };
         let secret = self.open_totp_secret(user.id, sealed)?;
-        self.describe_totp(&view.username, &secret).map(Some)
+        self.describe_totp(session.username(), &secret).map(Some)
     }
 
     fn describe_totp(&self, username: &str, secret: &[u8]) -> FlowResult<TotpSetup> {
@@ -329,25 +372,21 @@ impl Flow {
     /// Activates the authenticator set up last, given a current code from it. Returns a first set of recovery codes
     /// when this is the account's first second factor, else none (the existing set stays). Other sessions of the
     /// account end: they were signed in under the old factors.
-    pub async fn totp_confirm(
-        &self,
-        token: Option<&SessionToken>,
-        code: &str,
-        who: &Requester,
-    ) -> FlowResult<Vec<String>> {
+    #[tracing::instrument(level = "debug", name = "flow.totp_confirm", skip_all)]
+    pub async fn totp_confirm(&self, session: &FactorChange, code: &str, who: &Requester) -> FlowResult<Vec<String>> {
         let code = six_digits(code)?;
-        let view = self.recent_session(token).await?;
-        let user = self.signed_in_user(view.user_id).await?;
+        // Read afresh, not as the change was allowed: the setup it confirms came after.
+        let user = &self.account(session.user_id()).await?;
         let Some(pending_secret) = user.totp_pending_secret.clone() else {
             return Err(FlowError::BadRequest(
                 "there is no authenticator app being set up: call setup first".into(),
             ));
         };
         let check = Check {
-            user: &user,
+            user,
             pending: None,
             who,
-            flow: Some(view.flow_id.as_str()),
+            flow: Some(session.flow_id()),
             event: Event::TotpConfirm,
             method: Method::Totp,
         };
@@ -355,9 +394,9 @@ impl Flow {
         let secret = self.open_totp_secret(user.id, &pending_secret)?;
         let now = self.now_unix();
         let Some(step) = otp::verify_totp(&secret, &code, now) else {
-            return self.fail(&check, Failure::Wrong, account_failures).await;
+            return self.fail_change(&check, Failure::Wrong, account_failures).await;
         };
-        let first_factor = Method::available_to(&user).is_empty();
+        let first_factor = Method::available_to(user).is_empty();
         let codes = first_factor.then(otp::generate_recovery_codes).unwrap_or_default();
         let digests = self.recovery_code_digests(&codes);
         let activated = self
@@ -375,24 +414,66 @@ impl Flow {
                 "the authenticator set-up changed meanwhile: start the set-up again".into(),
             ));
         }
-        self.end_other_sessions(user.id, view.session_id).await?;
+        self.end_other_sessions(user.id, session).await?;
         self.audit(
             Event::TotpConfirm,
             Outcome::Success,
             who,
             Some((user.id, &user.username)),
-            Some(view.flow_id.as_str()),
+            Some(session.flow_id()),
             Some(Method::Totp),
         )
         .await?;
         Ok(codes.iter().map(RecoveryCode::display).collect())
     }
 
+    /// A step-up: `code` for `method` proves a second factor on this signed-in session, which may then change the
+    /// account's factors for [`rules::STEP_UP_SECONDS`]. The attempt is claimed and counted like a sign-in's, and a
+    /// code is consumed like one (a TOTP step already used, by the sign-in itself too, is a replay).
+    #[tracing::instrument(level = "debug", name = "flow.step_up", skip_all)]
+    pub async fn step_up(&self, session: &FullSession, method: &str, code: &str, who: &Requester) -> FlowResult<()> {
+        let method = Method::parse(method)
+            .ok_or_else(|| FlowError::BadRequest("method must be \"totp\", \"sms\" or \"recovery_code\"".into()))?;
+        let code = TypedCode::parse(method, code)?;
+        let user = self.account(session.user_id()).await?;
+        if !Method::available_to(&user).contains(&method) {
+            return Err(FlowError::BadRequest(format!(
+                "this account does not use {} as a second factor",
+                method.as_str()
+            )));
+        }
+        let check = Check {
+            user: &user,
+            pending: None,
+            who,
+            flow: Some(session.flow_id()),
+            event: Event::StepUp,
+            method,
+        };
+        let account_failures = self.claim(&check).await??;
+        let now = self.now_unix();
+        let proof = match &code {
+            TypedCode::Totp(code) => self.matching_step(&user, code, now)?.map(Proof::TotpStep),
+            TypedCode::Sms(code) => Some(Proof::SmsCode(self.keys.sms_code_digest(user.id.0, code.as_str()))),
+            TypedCode::Recovery(code) => Some(Proof::RecoveryCode(self.keys.recovery_code_digest(code.as_str()))),
+        };
+        let failure = match &proof {
+            Some(proof) if self.store.step_up(session.id(), user.id, proof, now).await? => None,
+            Some(_) if method == Method::Totp => Some(Failure::Replay),
+            _ => Some(Failure::Wrong),
+        };
+        if let Some(failure) = failure {
+            return self.fail_change(&check, failure, account_failures).await;
+        }
+        self.sessions.forget_user(user.id, None);
+        self.audit_check(&check, Outcome::Success).await
+    }
+
     /// Removes the authenticator app, given a current code from it; the recovery codes go with it.
-    pub async fn totp_remove(&self, token: Option<&SessionToken>, code: &str, who: &Requester) -> FlowResult<()> {
+    #[tracing::instrument(level = "debug", name = "flow.totp_remove", skip_all)]
+    pub async fn totp_remove(&self, session: &RecentSession, code: &str, who: &Requester) -> FlowResult<()> {
         let code = six_digits(code)?;
-        let view = self.recent_session(token).await?;
-        let user = self.signed_in_user(view.user_id).await?;
+        let user = self.account(session.user_id()).await?;
         if user.totp_secret.is_none() {
             return Err(FlowError::BadRequest("no authenticator app is set up".into()));
         }
@@ -400,7 +481,7 @@ impl Flow {
             user: &user,
             pending: None,
             who,
-            flow: Some(view.flow_id.as_str()),
+            flow: Some(session.flow_id()),
             event: Event::TotpRemove,
             method: Method::Totp,
         };
@@ -412,15 +493,15 @@ impl Flow {
             None => Some(Failure::Wrong),
         };
         if let Some(failure) = failure {
-            return self.fail(&check, failure, account_failures).await;
+            return self.fail_change(&check, failure, account_failures).await;
         }
-        self.end_other_sessions(user.id, view.session_id).await?;
+        self.end_other_sessions(user.id, session).await?;
         self.audit(
             Event::TotpRemove,
             Outcome::Success,
             who,
             Some((user.id, &user.username)),
-            Some(view.flow_id.as_str()),
+            Some(session.flow_id()),
             Some(Method::Totp),
         )
         .await?;
@@ -428,14 +509,10 @@ impl Flow {
     }
 
     /// A new set of recovery codes; the old set stops working.
-    pub async fn regenerate_recovery_codes(
-        &self,
-        token: Option<&SessionToken>,
-        who: &Requester,
-    ) -> FlowResult<Vec<String>> {
-        let view = self.recent_session(token).await?;
-        let user = self.signed_in_user(view.user_id).await?;
-        if Method::available_to(&user).is_empty() {
+    #[tracing::instrument(level = "debug", name = "flow.regenerate_recovery_codes", skip_all)]
+    pub async fn regenerate_recovery_codes(&self, session: &FactorChange, who: &Requester) -> FlowResult<Vec<String>> {
+        let user = session.account();
+        if Method::available_to(user).is_empty() {
             return Err(FlowError::BadRequest(
                 "recovery codes stand in for a second factor: set up an authenticator app first".into(),
             ));
@@ -445,15 +522,39 @@ impl Flow {
         self.store
             .replace_recovery_codes(user.id, &digests, self.now_unix())
             .await?;
+        self.sessions.forget_user(user.id, None);
         self.audit(
             Event::RecoveryCodesRegenerate,
             Outcome::Success,
             who,
             Some((user.id, &user.username)),
-            Some(view.flow_id.as_str()),
+            Some(session.flow_id()),
             Some(Method::RecoveryCode),
         )
         .await?;
         Ok(codes.iter().map(RecoveryCode::display).collect())
+    }
+}
+
+/// The recovery codes in `text` (a page sent back to be downloaded), written out as they are shown; `None` unless it
+/// holds between one and a set's worth of well-formed codes and nothing else, so no other text is ever echoed.
+pub fn recovery_codes_in(text: &str) -> Option<Vec<String>> {
+    text.split_whitespace()
+        .map(|raw| RecoveryCode::parse(raw).map(|code| code.display()))
+        .collect::<Option<Vec<_>>>()
+        .filter(|codes| !codes.is_empty() && codes.len() <= rules::RECOVERY_CODES_PER_SET)
+}
+
+/// The answer to a code refused because the second factor is locked.
+pub(super) fn locked(lock: rules::Lock, now: i64) -> FlowError {
+    let message = match lock {
+        rules::Lock::UntilUnlocked => {
+            "too many wrong codes: the second factor of this account is locked until an administrator unlocks it"
+        }
+        _ => "too many wrong codes: the second factor of this account is locked for a while",
+    };
+    FlowError::TooManyAttempts {
+        retry_after: lock.retry_after(now).unwrap_or(1),
+        message: message.to_owned(),
     }
 }

@@ -1,11 +1,11 @@
 //! SMS codes: sending one to a pending sign-in, and enrolling a phone. A code is stored only after the gateway
 //! accepted it, and a send it did not accept counts toward no limit, so an outage leaves nothing half-written.
 
-use super::machine::{State, Step};
-use super::second_factor::{Check, Failure};
-use super::{limits, Flow, FlowError, FlowResult, Method};
+use super::machine::{self, Step};
+use super::second_factor::{locked, Check, Failure};
+use super::state::{FactorChange, FullSession, PendingLogin, RecentSession};
+use super::{rules, Flow, FlowError, FlowResult, Method};
 use crate::audit::{Event, Outcome, Requester};
-use crate::crypto::SessionToken;
 use crate::otp::{self, RecoveryCode, SixDigitCode};
 use crate::sms::{PhoneNumber, Sender, SmsError};
 use crate::store::{NewSmsCode, SessionId, SmsPurpose, User, UserId};
@@ -81,7 +81,7 @@ impl Flow {
         let code_sent = self.store.sms_code_waiting(user.id, purpose, session, now).await?;
         let resend_in = self
             .store
-            .sms_send_wait(user.id, &limits::SMS_SENDS, now)
+            .sms_send_wait(user.id, &rules::SMS_SENDS, now)
             .await?
             .unwrap_or(0);
         Ok(SmsChallenge {
@@ -91,68 +91,41 @@ impl Flow {
         })
     }
 
-    /// The SMS side of the pending sign-in behind `token`: `None` when there is no such sign-in or its account has no
-    /// phone. The second step shows it, before and after a code is sent.
-    pub async fn pending_sms(&self, token: Option<&SessionToken>) -> FlowResult<Option<SmsChallenge>> {
-        let Some(pending) = self.pending_session(token).await? else {
-            return Ok(None);
-        };
-        let Some(user) = self.store.user_by_id(pending.user_id).await? else {
-            return Ok(None);
-        };
+    /// The SMS side of a pending sign-in: `None` when its account has no phone. The second step shows it, before
+    /// and after a code is sent.
+    #[tracing::instrument(level = "debug", name = "flow.pending_sms", skip_all)]
+    pub async fn pending_sms(&self, pending: &PendingLogin) -> FlowResult<Option<SmsChallenge>> {
+        let user = pending.user();
         let Some(sealed) = user.sms_phone.as_deref() else {
             return Ok(None);
         };
-        self.challenge(&user, sealed, SmsPurpose::Login, Some(pending.id))
+        self.challenge(user, sealed, SmsPurpose::Login, Some(pending.id()))
             .await
             .map(Some)
     }
 
-    /// The phone being enrolled and not confirmed yet, for the confirmation page; `None` when there is none. Same
-    /// rule as starting an enrolment: a recent sign-in.
-    pub async fn sms_setup_in_progress(&self, token: Option<&SessionToken>) -> FlowResult<Option<SmsChallenge>> {
-        let view = self.recent_session(token).await?;
-        let Some(user) = self.store.user_by_id(view.user_id).await? else {
-            return Err(FlowError::Unauthenticated);
-        };
+    /// The phone being enrolled and not confirmed yet, for the confirmation page; `None` when there is none.
+    #[tracing::instrument(level = "debug", name = "flow.sms_setup_in_progress", skip_all)]
+    pub async fn sms_setup_in_progress(&self, session: &RecentSession) -> FlowResult<Option<SmsChallenge>> {
+        let user = self.account(session.user_id()).await?;
         let Some(sealed) = user.sms_pending_phone.as_deref() else {
             return Ok(None);
         };
         self.challenge(&user, sealed, SmsPurpose::Enroll, None).await.map(Some)
     }
 
-    /// Sends a sign-in code to the phone of the pending session's account.
-    pub async fn send_login_sms(&self, token: Option<&SessionToken>, who: &Requester) -> FlowResult<SmsSent> {
-        let Some(pending) = self.pending_session(token).await? else {
-            self.audit(
-                Event::SmsSend,
-                Outcome::NoPendingLogin,
-                who,
-                None,
-                None,
-                Some(Method::Sms),
-            )
-            .await?;
-            return Err(FlowError::NoPendingLogin);
-        };
-        let user = self
-            .store
-            .user_by_id(pending.user_id)
-            .await?
-            .ok_or(FlowError::NoPendingLogin)?;
-        let flow = Some(pending.flow_id.as_str());
+    /// Sends a sign-in code to the phone of the pending sign-in's account.
+    #[tracing::instrument(level = "debug", name = "flow.send_login_sms", skip_all)]
+    pub async fn send_login_sms(&self, pending: &PendingLogin, who: &Requester) -> FlowResult<SmsSent> {
+        let user = pending.user();
+        let flow = Some(pending.flow_id());
         let Some(sealed) = user.sms_phone.as_deref() else {
             return Err(FlowError::BadRequest("this account has no phone for SMS codes".into()));
         };
         // A locked second factor would refuse the code anyway; don't pay for a text message nobody can use.
         let now = self.now_unix();
-        let policy = &limits::SECOND_FACTOR;
-        let locked_until = match user.second_factor_locked_until {
-            _ if user.second_factor_failures >= policy.hard_cap => Some(now + limits::OPERATOR_LOCK_RETRY_AFTER),
-            Some(until) if until > now => Some(until),
-            _ => None,
-        };
-        if let Some(until) = locked_until {
+        let lock = rules::lock(user.second_factor_failures, user.second_factor_locked_until, now);
+        if lock != rules::Lock::Open {
             self.audit(
                 Event::SmsSend,
                 Outcome::Locked,
@@ -162,45 +135,71 @@ impl Flow {
                 Some(Method::Sms),
             )
             .await?;
-            return Err(FlowError::TooManyAttempts {
-                retry_after: (until - now).max(1),
-                message: "too many wrong codes: the second factor of this account is locked for a while".into(),
-            });
+            return Err(locked(lock, now));
         }
         let phone = self.open_phone(user.id, sealed)?;
-        Self::step(State::Pending, Step::SmsCodeSent)?;
         let send = Send {
-            user: &user,
+            user,
             phone: &phone,
             purpose: SmsPurpose::Login,
-            session: Some(pending.id),
+            session: Some(pending.id()),
             pending_phone: None,
             event: Event::SmsSend,
             flow,
             who,
         };
+        let sent = self.send_code(send).await?;
+        machine::transition::<PendingLogin, PendingLogin>(Step::SmsCodeSent)?;
+        Ok(sent)
+    }
+
+    /// Sends a step-up code to the account's phone, for a signed-in session about to change its factors.
+    #[tracing::instrument(level = "debug", name = "flow.send_step_up_sms", skip_all)]
+    pub async fn send_step_up_sms(&self, session: &FullSession, who: &Requester) -> FlowResult<SmsSent> {
+        let user = self.account(session.user_id()).await?;
+        let Some(sealed) = user.sms_phone.as_deref() else {
+            return Err(FlowError::BadRequest("this account has no phone for SMS codes".into()));
+        };
+        let phone = self.open_phone(user.id, sealed)?;
+        let send = Send {
+            user: &user,
+            phone: &phone,
+            purpose: SmsPurpose::StepUp,
+            session: Some(session.id()),
+            pending_phone: None,
+            event: Event::SmsSend,
+            flow: Some(session.flow_id()),
+            who,
+        };
         self.send_code(send).await
+    }
+
+    /// The step-up code side of a signed-in session: `None` when the account has no phone.
+    pub async fn step_up_sms(&self, session: &FullSession) -> FlowResult<Option<SmsChallenge>> {
+        let user = self.account(session.user_id()).await?;
+        let Some(sealed) = user.sms_phone.as_deref() else {
+            return Ok(None);
+        };
+        self.challenge(&user, sealed, SmsPurpose::StepUp, Some(session.id()))
+            .await
+            .map(Some)
     }
 
     /// Starts enrolling a phone: sends a code to it. The number becomes a second factor only once the code is
     /// confirmed.
-    pub async fn sms_setup(&self, token: Option<&SessionToken>, phone: &str, who: &Requester) -> FlowResult<SmsSent> {
+    #[tracing::instrument(level = "debug", name = "flow.sms_setup", skip_all)]
+    pub async fn sms_setup(&self, session: &FactorChange, phone: &str, who: &Requester) -> FlowResult<SmsSent> {
         let phone = PhoneNumber::parse(phone).ok_or(FlowError::InvalidPhone)?;
-        let view = self.recent_session(token).await?;
-        let user = self
-            .store
-            .user_by_id(view.user_id)
-            .await?
-            .ok_or(FlowError::Unauthenticated)?;
+        let user = session.account();
         let sealed = self.keys.seal(&Self::phone_context(user.id), phone.as_str().as_bytes());
         let send = Send {
-            user: &user,
+            user,
             phone: &phone,
             purpose: SmsPurpose::Enroll,
             session: None,
             pending_phone: Some(sealed),
             event: Event::SmsSetup,
-            flow: Some(view.flow_id.as_str()),
+            flow: Some(session.flow_id()),
             who,
         };
         self.send_code(send).await
@@ -208,34 +207,26 @@ impl Flow {
 
     /// Confirms the phone being enrolled with the code sent to it. Returns a first set of recovery codes when this
     /// is the account's first second factor, else none. Other sessions of the account end.
-    pub async fn sms_confirm(
-        &self,
-        token: Option<&SessionToken>,
-        code: &str,
-        who: &Requester,
-    ) -> FlowResult<Vec<String>> {
+    #[tracing::instrument(level = "debug", name = "flow.sms_confirm", skip_all)]
+    pub async fn sms_confirm(&self, session: &FactorChange, code: &str, who: &Requester) -> FlowResult<Vec<String>> {
         let code = SixDigitCode::parse(code).ok_or_else(|| FlowError::BadRequest("an SMS code is 6 digits".into()))?;
-        let view = self.recent_session(token).await?;
-        let user = self
-            .store
-            .user_by_id(view.user_id)
-            .await?
-            .ok_or(FlowError::Unauthenticated)?;
+        // Read afresh, not as the change was allowed: the setup it confirms came after.
+        let user = &self.account(session.user_id()).await?;
         if user.sms_pending_phone.is_none() {
             return Err(FlowError::BadRequest(
                 "there is no phone being set up: call setup first".into(),
             ));
         }
         let check = Check {
-            user: &user,
+            user,
             pending: None,
             who,
-            flow: Some(view.flow_id.as_str()),
+            flow: Some(session.flow_id()),
             event: Event::SmsConfirm,
             method: Method::Sms,
         };
         let account_failures = self.claim(&check).await??;
-        let first_factor = Method::available_to(&user).is_empty();
+        let first_factor = Method::available_to(user).is_empty();
         let codes = first_factor.then(otp::generate_recovery_codes).unwrap_or_default();
         let digests = self.recovery_code_digests(&codes);
         let digest = self.keys.sms_code_digest(user.id.0, code.as_str());
@@ -244,15 +235,15 @@ impl Flow {
             .activate_sms(user.id, &digest, first_factor.then_some(&digests[..]), self.now_unix())
             .await?;
         if !activated {
-            return self.fail(&check, Failure::Wrong, account_failures).await;
+            return self.fail_change(&check, Failure::Wrong, account_failures).await;
         }
-        self.end_other_sessions(user.id, view.session_id).await?;
+        self.end_other_sessions(user.id, session).await?;
         self.audit(
             Event::SmsConfirm,
             Outcome::Success,
             who,
             Some((user.id, &user.username)),
-            Some(view.flow_id.as_str()),
+            Some(session.flow_id()),
             Some(Method::Sms),
         )
         .await?;
@@ -264,9 +255,13 @@ impl Flow {
         let sender = self.sender()?;
         let subject = Some((send.user.id, send.user.username.as_str()));
         let now = self.now_unix();
+        let shared = rules::sms_throttle_keys(
+            &self.keys.sms_destination(send.phone.as_str()),
+            self.settings.sms_budget_per_hour,
+        );
         let slot = match self
             .store
-            .reserve_sms_send(send.user.id, &limits::SMS_SENDS, now)
+            .reserve_sms_send(send.user.id, &rules::SMS_SENDS, &shared, now)
             .await?
         {
             Ok(slot) => slot,
@@ -282,8 +277,10 @@ impl Flow {
                 .await?;
                 return Err(FlowError::TooManyAttempts {
                     retry_after: throttled.retry_after,
-                    message: "a code was sent a moment ago or too many were sent this hour; wait before asking again"
-                        .into(),
+                    message:
+                        "a code was sent a moment ago, or too many were sent to this account or number lately; wait \
+                              before asking again"
+                            .into(),
                 });
             }
         };
@@ -299,9 +296,14 @@ impl Flow {
                 code.as_str(),
                 self.settings.issuer
             ),
+            SmsPurpose::StepUp => format!(
+                "{} is your {} code to confirm a change to how you sign in. It expires in 5 minutes. Never share it.",
+                code.as_str(),
+                self.settings.issuer
+            ),
         };
         if let Err(error) = sender.send(send.phone, &message).await {
-            self.store.release_sms_send(slot).await?;
+            self.store.release_sms_send(slot, &shared).await?;
             let outcome = match error {
                 SmsError::Unavailable { .. } => Outcome::GatewayUnavailable,
                 SmsError::Refused(_) => Outcome::GatewayRefused,
@@ -320,7 +322,7 @@ impl Flow {
                 session: send.session,
                 digest: self.keys.sms_code_digest(send.user.id.0, code.as_str()),
                 now,
-                expires_at: now + limits::SMS_CODE_SECONDS,
+                expires_at: now + rules::SMS_CODE_SECONDS,
                 pending_phone: send.pending_phone,
             })
             .await?;
@@ -334,8 +336,8 @@ impl Flow {
         )
         .await?;
         Ok(SmsSent {
-            expires_in: limits::SMS_CODE_SECONDS,
-            resend_after: limits::SMS_SENDS.min_interval_seconds,
+            expires_in: rules::SMS_CODE_SECONDS,
+            resend_after: rules::SMS_SENDS.min_interval_seconds,
         })
     }
 }

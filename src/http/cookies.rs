@@ -5,7 +5,7 @@ use axum::http::HeaderValue;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use super::WebSettings;
-use crate::crypto::SessionToken;
+use crate::flow::SessionToken;
 
 pub const SESSION_COOKIE: &str = "twofold_session";
 

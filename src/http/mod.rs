@@ -3,35 +3,38 @@
 //! hold no business rules.
 
 mod api;
+pub mod connections;
 mod cookies;
 mod error;
 mod extract;
+mod openapi;
 mod pages;
 mod service;
 
 pub use cookies::SESSION_COOKIE;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
+pub use openapi::document;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::extract::{Request, State};
+use axum::handler::Handler;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tracing::level_filters::LevelFilter;
 
-use crate::crypto::Keys;
 use crate::flow::Flow;
 
 /// Bodies above this are refused with 413 before they are parsed.
-const BODY_LIMIT_BYTES: usize = 16 * 1024;
+pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
 
 /// A request (body included) that takes longer than this is answered 408, so a client that trickles its body
 /// cannot hold a connection and its task forever.
@@ -47,6 +50,8 @@ pub struct WebSettings {
     pub session_lifetime_seconds: i64,
     /// The name the pages show (the configured `issuer`, which authenticator apps show too).
     pub site_name: String,
+    /// The longest a request's body may take to arrive (else 408).
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// What every handler and middleware extracts. One `Arc`, so each extraction is one reference count, not one per part
@@ -57,14 +62,12 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub flow: Arc<Flow>,
-    /// The server key's subkeys; the pages sign their anti-forgery tokens with one.
-    pub keys: Arc<Keys>,
     pub web: WebSettings,
 }
 
 impl AppState {
-    pub fn new(flow: Arc<Flow>, keys: Arc<Keys>, web: WebSettings) -> Self {
-        Self(Arc::new(Shared { flow, keys, web }))
+    pub fn new(flow: Arc<Flow>, web: WebSettings) -> Self {
+        Self(Arc::new(Shared { flow, web }))
     }
 }
 
@@ -75,47 +78,111 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// Which layers a route of the table sits behind, and so which answers it shares with the others of its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    /// Reads the session: no `Origin` check, which the session check, made for every request of the apps behind
+    /// Twofold, would feel.
+    Read,
+    /// Changes something: behind the `Origin` check (it stops cross-site request forgery).
+    Write,
+    /// For the machines around Twofold: no session, no `Origin` check, cacheable.
+    Service,
+}
+
+/// One route of the JSON API or of the service endpoints.
+#[derive(Debug, Clone)]
+pub struct ApiRoute {
+    pub method: Method,
+    pub path: &'static str,
+    pub kind: RouteKind,
+}
+
+/// The methods the table uses, each with its filter, so a route's method is written once.
+#[derive(Clone, Copy)]
+enum Verb {
+    Get,
+    Post,
+    Delete,
+}
+
+fn route<H, T>(kind: RouteKind, verb: Verb, path: &'static str, handler: H) -> (ApiRoute, MethodRouter<AppState>)
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let (method, filter) = match verb {
+        Verb::Get => (Method::GET, MethodFilter::GET),
+        Verb::Post => (Method::POST, MethodFilter::POST),
+        Verb::Delete => (Method::DELETE, MethodFilter::DELETE),
+    };
+    (ApiRoute { method, path, kind }, on(filter, handler))
+}
+
+/// Every route of the JSON API and of the service endpoints, with its handler: the one list that [`router`] is built
+/// from and that the API document is checked against (tests/it/openapi.rs), so a route cannot be served without
+/// being documented. The browser pages are not here: they are HTML for people, not part of the API.
+fn route_table() -> Vec<(ApiRoute, MethodRouter<AppState>)> {
+    use RouteKind::{Read, Service, Write};
+    use Verb::{Delete, Get, Post};
+    vec![
+        route(Read, Get, "/auth/session", api::session),
+        route(Read, Get, "/auth/2fa", api::second_factor_status),
+        route(Write, Post, "/auth/register", api::register),
+        route(Write, Post, "/auth/login", api::login),
+        route(Write, Post, "/auth/verify-2fa", api::verify_second_factor),
+        route(Write, Post, "/auth/logout", api::logout),
+        route(Write, Post, "/auth/2fa/totp/setup", api::totp_setup),
+        route(Write, Post, "/auth/2fa/totp/confirm", api::totp_confirm),
+        route(Write, Delete, "/auth/2fa/totp", api::totp_remove),
+        route(Write, Post, "/auth/2fa/recovery-codes", api::regenerate_recovery_codes),
+        route(Write, Post, "/auth/2fa/sms/send", api::send_sms),
+        route(Write, Post, "/auth/step-up", api::step_up),
+        route(Write, Post, "/auth/2fa/sms/setup", api::sms_setup),
+        route(Write, Post, "/auth/2fa/sms/confirm", api::sms_confirm),
+        route(Service, Get, "/healthz", service::healthz),
+        route(Service, Get, "/readyz", service::readyz),
+        route(Service, Get, "/metrics", service::metrics),
+        route(Service, Get, "/openapi.json", openapi::openapi_json),
+    ]
+}
+
+/// The routes of [`route_table`], without their handlers: for the API document and its test.
+pub fn routes() -> Vec<ApiRoute> {
+    route_table().into_iter().map(|(route, _)| route).collect()
+}
+
 pub fn router(state: AppState) -> Router {
     // Full paths rather than `nest("/auth", ..)`: nesting strips the prefix from every request's URI, work that
-    // the session check, the hottest request, does not need.
-    // Only requests that change something need the `Origin` check (it stops cross-site request forgery); the reads
-    // skip that layer, which the session check, made for every request of the apps behind Twofold, feels.
-    let reads = Router::new()
-        .route("/auth/session", get(api::session))
-        .route("/auth/2fa", get(api::second_factor_status));
-    let writes = Router::new()
-        .route("/auth/register", post(api::register))
-        .route("/auth/login", post(api::login))
-        .route("/auth/verify-2fa", post(api::verify_second_factor))
-        .route("/auth/logout", post(api::logout))
-        .route("/auth/2fa/totp/setup", post(api::totp_setup))
-        .route("/auth/2fa/totp/confirm", post(api::totp_confirm))
-        .route("/auth/2fa/totp", delete(api::totp_remove))
-        .route("/auth/2fa/recovery-codes", post(api::regenerate_recovery_codes))
-        .route("/auth/2fa/sms/send", post(api::send_login_sms))
-        .route("/auth/2fa/sms/setup", post(api::sms_setup))
-        .route("/auth/2fa/sms/confirm", post(api::sms_confirm))
-        .route_layer(middleware::from_fn_with_state(state.clone(), same_origin));
+    // the session check, the hottest request, does not need. Only requests that change something need the `Origin`
+    // check (it stops cross-site request forgery); the reads skip that layer, which the session check feels.
+    let (mut reads, mut writes, mut services) = (Router::new(), Router::new(), Router::new());
+    for (route, handler) in route_table() {
+        let group = match route.kind {
+            RouteKind::Read => &mut reads,
+            RouteKind::Write => &mut writes,
+            RouteKind::Service => &mut services,
+        };
+        *group = std::mem::take(group).route(route.path, handler);
+    }
+    let writes = writes.route_layer(middleware::from_fn_with_state(state.clone(), same_origin));
     let auth = reads.merge(writes).layer(SetResponseHeaderLayer::overriding(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-store"),
     ));
     let router = Router::new()
         .merge(auth)
-        .route("/healthz", get(service::healthz))
-        .route("/readyz", get(service::readyz))
-        .route("/metrics", get(service::metrics))
+        .merge(services)
         .merge(pages::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), service::around_requests))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
                     ApiError::new(
                         StatusCode::REQUEST_TIMEOUT,
-                        "request_timeout",
+                        ErrorCode::RequestTimeout,
                         "the request took too long to arrive",
                     )
                 }))
@@ -154,7 +221,7 @@ async fn same_origin(State(state): State<AppState>, request: Request, next: Next
         if origin.as_bytes() != state.web.public_origin.as_bytes() {
             return ApiError::new(
                 StatusCode::FORBIDDEN,
-                "cross_origin",
+                ErrorCode::CrossOrigin,
                 "requests from another site are refused; use the address in public_url",
             )
             .into_response();
@@ -179,7 +246,12 @@ async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
     if wants_page(&uri, &headers) {
         pages::PageError::NotFound.into_response()
     } else {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is nothing at this address").into_response()
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "there is nothing at this address",
+        )
+        .into_response()
     }
 }
 
@@ -189,7 +261,7 @@ async fn method_not_allowed(uri: Uri, headers: HeaderMap) -> Response {
     } else {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             "this address does not take this method",
         )
         .into_response()

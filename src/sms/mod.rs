@@ -5,10 +5,12 @@
 //! only after acceptance, so a failed send leaves nothing behind.
 
 mod console;
+mod settings;
 mod twilio;
 mod webhook;
 
 pub use console::ConsoleGateway;
+pub use settings::{SmsConfig, SmsGatewayConfig};
 pub use twilio::TwilioGateway;
 pub use webhook::WebhookGateway;
 
@@ -17,8 +19,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
-
-use crate::config::{SmsConfig, SmsGatewayConfig};
 
 /// A phone number in E.164 form: `+`, a country code not starting with 0, 7 to 15 digits in all. Spaces, dashes,
 /// dots and parentheses are dropped first, so "+1 (555) 123-4567" is accepted as "+15551234567".

@@ -7,9 +7,11 @@
 //! Finders return `Result<Option<T>>`: a database error is never mistaken for "not found". A database that cannot be
 //! reached or does not answer in time is [`StoreError::Unavailable`], which the API answers with 503.
 
+mod direct;
 mod postgres;
 mod sql;
 mod sqlite;
+mod statements;
 
 pub use postgres::MIGRATIONS as POSTGRES_MIGRATIONS;
 pub use sql::{PoolSettings, SqlStore};
@@ -24,6 +26,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use crate::ids::{SessionId, UserId};
+
 use crate::audit::chain::{AuditAnchor, AuditRecord};
 use crate::audit::{AuditEvent, AuditFilter};
 
@@ -36,11 +40,11 @@ pub type SealAnchor = dyn Fn(i64, &[u8]) -> Vec<u8> + Send + Sync;
 pub enum StoreError {
     /// The database cannot be reached, dropped the connection, or is too busy to answer: a passing condition.
     #[error("the database is unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the database did not answer within {0:?}")]
     TimedOut(Duration),
     #[error("database error: {0}")]
-    Database(#[source] sqlx::Error),
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("the username is taken")]
@@ -57,9 +61,9 @@ impl StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         if is_unavailable(&error) {
-            Self::Unavailable(error)
+            Self::Unavailable(Box::new(error))
         } else {
-            Self::Database(error)
+            Self::Database(Box::new(error))
         }
     }
 }
@@ -89,14 +93,6 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
         _ => false,
     }
 }
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
-#[sqlx(transparent)]
-pub struct UserId(pub i64);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
-#[sqlx(transparent)]
-pub struct SessionId(pub i64);
 
 /// An account as stored. Secrets are sealed; `Debug` shows none of them.
 #[derive(Clone, sqlx::FromRow)]
@@ -143,14 +139,16 @@ impl SessionState {
     }
 }
 
+/// A session with its account, read in one query: what a request's login state is made of.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Session {
+    #[sqlx(rename = "session_id")]
     pub id: SessionId,
     pub user_id: UserId,
-    pub username: String,
     #[sqlx(try_from = "String")]
     pub state: StoredState,
     pub flow_id: String,
+    #[sqlx(rename = "session_created_at")]
     pub created_at: i64,
     pub expires_at: i64,
     pub last_seen_at: i64,
@@ -162,6 +160,11 @@ pub struct Session {
     pub notice_failures: i64,
     pub notice_replays: i64,
     pub notice_last_at: Option<i64>,
+    /// When this session last proved a second factor to change the account's factors (step-up).
+    pub stepped_up_at: Option<i64>,
+    /// The account as it was when the session was read.
+    #[sqlx(flatten)]
+    pub user: User,
 }
 
 /// The `state` column, parsed.
@@ -188,7 +191,36 @@ pub struct NewSession {
     pub flow_id: String,
     pub now: i64,
     pub expires_at: i64,
-    pub second_factor: Option<&'static str>,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// What a right password opens, decided from the account as it is inside the transaction that opens it (so an
+/// authenticator enrolled while the password was being hashed is not skipped): the session and its audit event.
+pub struct Opening {
+    pub session: NewSession,
+    pub audit: AuditEvent,
+    pub seal: Box<Seal>,
+}
+
+/// Decides the [`Opening`] from the account as the transaction reads it.
+pub type PlanOpening<'a> = dyn Fn(&User) -> Opening + Send + Sync + 'a;
+
+/// A session [`Store::open_session`] opened: its id, what the plan made of the account, and the account as read.
+pub struct Opened {
+    pub id: SessionId,
+    pub opening: Opening,
+    pub user: User,
+}
+
+/// A pending session turned into a full one in place, under a new token.
+#[derive(Debug, Clone)]
+pub struct Upgrade {
+    pub token_digest: Vec<u8>,
+    pub user_id: UserId,
+    pub now: i64,
+    pub expires_at: i64,
+    pub second_factor: &'static str,
     pub client_addr: Option<String>,
     pub user_agent: Option<String>,
 }
@@ -210,14 +242,19 @@ pub struct AttemptPolicy {
 /// clears the count. Counting first is what stops parallel guesses from all slipping under the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptClaim {
+    /// Counted: the account's consecutive failures including this attempt.
     Granted {
-        /// The account's consecutive failures including this attempt.
         account_failures: i64,
-        /// Tries the pending session has used including this one (0 without a pending session).
-        session_tries: i64,
     },
-    /// The second factor is locked until this time, or until an operator unlocks it (`None`).
-    Locked { until: Option<i64> },
+    Refused(Refusal),
+}
+
+/// Why an attempt was not granted. Nothing was counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The account's second factor is locked: its consecutive failures and stored lock time, for
+    /// `flow::rules::lock` to say until when.
+    Locked { failures: i64, locked_until: Option<i64> },
     /// The pending session is gone, expired or out of tries.
     NoPendingLogin,
 }
@@ -229,7 +266,7 @@ pub enum Proof {
     TotpStep(i64),
     /// The keyed digest of a recovery code; accepted only if it is unused.
     RecoveryCode(Vec<u8>),
-    /// The keyed digest of an SMS code; accepted only if it was sent to this pending session and is unexpired.
+    /// The keyed digest of an SMS code; accepted only if it was sent to this session and is unexpired.
     SmsCode(Vec<u8>),
 }
 
@@ -238,6 +275,8 @@ pub enum Proof {
 pub enum SmsPurpose {
     Login,
     Enroll,
+    /// A signed-in session proving the phone before a change of factors.
+    StepUp,
 }
 
 impl SmsPurpose {
@@ -245,6 +284,7 @@ impl SmsPurpose {
         match self {
             Self::Login => "login",
             Self::Enroll => "enroll",
+            Self::StepUp => "step_up",
         }
     }
 }
@@ -285,11 +325,25 @@ pub struct NewSmsCode {
     pub pending_phone: Option<Vec<u8>>,
 }
 
+/// Everything the second step of a login needs, owned, so that a backend can hand it over whole (SQLite runs it as
+/// one closure on a connection of its own).
+pub struct SecondStepRequest {
+    /// The pending session whose attempt this is.
+    pub pending: SessionId,
+    pub policy: AttemptPolicy,
+    /// What proves the second factor; `None` when the code was wrong.
+    pub proof: Option<Proof>,
+    pub upgrade: Upgrade,
+    /// The success, appended to the audit chain with the session it reports.
+    pub audit: AuditEvent,
+    pub seal: Box<Seal>,
+}
+
 /// How [`Store::second_step`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecondStep {
-    /// The attempt was not granted: the claim, never [`AttemptClaim::Granted`]. Nothing changed.
-    Refused(AttemptClaim),
+    /// The attempt was not granted. Nothing changed.
+    Refused(Refusal),
     /// The attempt was counted, and the code was wrong or its proof refused (`proof_refused`: the TOTP step was
     /// already used, the recovery code is unknown or used, no such SMS code is waiting).
     Failed { account_failures: i64, proof_refused: bool },
@@ -355,11 +409,14 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_totp(&self, id: UserId, step: i64) -> StoreResult<bool>;
 
     // SMS.
-    /// Counts a send if the user is within the limits (all instances share them); else when to try again.
+    /// Counts a send if the user is within the limits, and against the `shared` keys (the destination number's and
+    /// the hourly budget of all texts) if they are within theirs, all or nothing; else when to try again. All
+    /// instances share every limit.
     async fn reserve_sms_send(
         &self,
         id: UserId,
         policy: &SmsSendPolicy,
+        shared: &[ThrottleKey],
         now: i64,
     ) -> StoreResult<Result<SendSlot, Throttled>>;
     /// How long until the limits allow another send to the user (`None`: now), without counting one.
@@ -372,8 +429,8 @@ pub trait Store: Send + Sync + 'static {
         session: Option<SessionId>,
         now: i64,
     ) -> StoreResult<bool>;
-    /// Un-counts a send the gateway did not accept.
-    async fn release_sms_send(&self, slot: SendSlot) -> StoreResult<()>;
+    /// Un-counts a send the gateway did not accept, under the user and the `shared` keys it was counted under.
+    async fn release_sms_send(&self, slot: SendSlot, shared: &[ThrottleKey]) -> StoreResult<()>;
     async fn store_sms_code(&self, code: &NewSmsCode) -> StoreResult<()>;
     /// Consumes the enrolment code with this digest (if unexpired) and makes the pending phone the active one,
     /// storing `recovery_codes` as the new set when given. False if no such code.
@@ -384,6 +441,11 @@ pub trait Store: Send + Sync + 'static {
         recovery_codes: Option<&[Vec<u8>]>,
         now: i64,
     ) -> StoreResult<bool>;
+
+    /// Consumes `proof` (a TOTP step later than the last one, an unused recovery code, or the step-up code texted
+    /// to `session`) and records the session's step-up at `now`, resetting the account's failure count. False when
+    /// the proof was already used or never valid.
+    async fn step_up(&self, session: SessionId, user: UserId, proof: &Proof, now: i64) -> StoreResult<bool>;
 
     // Recovery codes.
     async fn replace_recovery_codes(&self, id: UserId, digests: &[Vec<u8>], now: i64) -> StoreResult<()>;
@@ -397,7 +459,7 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<AttemptClaim>;
     /// Notes a failed (or replayed) code for the next sign-in's notices, and ends the pending session once it has
-    /// used all its tries. Returns the tries the pending session has left.
+    /// used all its tries. Returns the tries the pending session has used (0 without one, or when it is gone).
     async fn record_second_factor_failure(
         &self,
         id: UserId,
@@ -407,31 +469,24 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<i64>;
     /// The second step of a login, in one transaction under the account's lock: claims an attempt for the pending
-    /// session (as [`Store::claim_second_factor_attempt`] does); then, with a `proof` (`None`: the code was wrong),
-    /// consumes it, replaces the pending session by `full`, resets the failure count and appends `audit` (the
-    /// success) to the audit chain. A refused claim changes nothing; a wrong code or refused proof leaves the attempt
-    /// counted; a success is all of it or nothing.
-    async fn second_step(
-        &self,
-        pending: SessionId,
-        policy: &AttemptPolicy,
-        proof: Option<&Proof>,
-        full: &NewSession,
-        audit: &AuditEvent,
-        seal: &Seal,
-    ) -> StoreResult<SecondStep>;
+    /// session (as [`Store::claim_second_factor_attempt`] does); then, with a proof (`None`: the code was wrong),
+    /// consumes it, turns the pending session into a full one in place (a new token), resets the failure count and
+    /// appends the success to the audit chain. A refused claim changes nothing; a wrong code or
+    /// refused proof leaves the attempt counted; a success is all of it or nothing.
+    async fn second_step(&self, step: SecondStepRequest) -> StoreResult<SecondStep>;
 
     // Sessions.
-    /// After a right password, in one transaction: gives back the attempt reserved under `refund` (it was no failure),
-    /// creates `session` (a full one takes over the account's pending notices and records the sign-in) and appends
-    /// `audit` to the audit chain.
+    /// After a right password, in one transaction under the account's lock: gives back the attempt reserved under
+    /// `refund` (it was no failure), reads the account, and creates the session `plan` decides from it (a full one
+    /// takes over the account's pending notices and records the sign-in), appending the plan's audit event to the
+    /// chain. `None` if the account is gone.
     async fn open_session(
         &self,
         refund: &[ThrottleKey],
-        session: &NewSession,
-        audit: &AuditEvent,
-        seal: &Seal,
-    ) -> StoreResult<SessionId>;
+        user: UserId,
+        plan: &PlanOpening<'_>,
+    ) -> StoreResult<Option<Opened>>;
+    /// The session with this token digest and its account, in one query.
     async fn session_by_digest(&self, digest: &[u8]) -> StoreResult<Option<Session>>;
     async fn touch_session(&self, id: SessionId, now: i64) -> StoreResult<()>;
     async fn delete_session(&self, digest: &[u8]) -> StoreResult<Option<Session>>;

@@ -55,6 +55,6 @@ impl PostgresStore {
             .test_before_acquire(true)
             .idle_timeout(Some(Duration::from_secs(600)))
             .connect_lazy_with(options);
-        Ok(Self::new(pool.clone(), pool, settings.timeout))
+        Ok(Self::new(pool.clone(), pool, settings.timeout, None))
     }
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 
+use super::statements;
 use super::*;
 use crate::audit::chain::{AuditAnchor, AuditRecord};
 use crate::audit::{AuditEvent, AuditFilter};
@@ -56,15 +57,29 @@ pub struct SqlStore<DB: Database> {
     /// writer; on PostgreSQL the same pool as `writer`.
     reader: Pool<DB>,
     timeout: Duration,
+    /// SQLite's direct path for the second step (`direct.rs`); `None` on PostgreSQL.
+    direct: Option<super::direct::Direct>,
 }
 
-const USER_COLUMNS: &str = "id, username, password_hash, created_at, totp_secret, totp_pending_secret, \
-     totp_last_step, sms_phone, sms_pending_phone, second_factor_failures, second_factor_locked_until, last_login_at, \
-     (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) AS recovery_codes_left";
+/// The columns of a [`User`], from `users u`.
+macro_rules! user_columns {
+    () => {
+        "u.id, u.username, u.password_hash, u.created_at, u.totp_secret, u.totp_pending_secret, u.totp_last_step, \
+         u.sms_phone, u.sms_pending_phone, u.second_factor_failures, u.second_factor_locked_until, u.last_login_at, \
+         (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL) AS recovery_codes_left"
+    };
+}
 
-const SESSION_COLUMNS: &str = "s.id, s.user_id, u.username, s.state, s.flow_id, s.created_at, s.expires_at, \
+const USER_COLUMNS: &str = user_columns!();
+
+/// The columns of a [`Session`] with its account, from `sessions s JOIN users u ON u.id = s.user_id`. The session's
+/// own id and creation time are renamed, as the account has columns of those names.
+const SESSION_COLUMNS: &str = concat!(
+    "s.id AS session_id, s.user_id, s.state, s.flow_id, s.created_at AS session_created_at, s.expires_at, \
      s.last_seen_at, s.authenticated_at, s.second_factor, s.failed_attempts, s.client_addr, s.user_agent, \
-     s.notice_failures, s.notice_replays, s.notice_last_at";
+     s.notice_failures, s.notice_replays, s.notice_last_at, s.stepped_up_at, ",
+    user_columns!()
+);
 
 // The bounds say what the shared SQL needs from a database: connections that run queries, and the few Rust types it
 // binds and reads. Rust does not let a trait imply bounds like these, so the `Store` impl below repeats them.
@@ -84,11 +99,17 @@ where
     for<'r> Option<Vec<u8>>: Decode<'r, DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    pub(super) fn new(writer: Pool<DB>, reader: Pool<DB>, timeout: Duration) -> Self {
+    pub(super) fn new(
+        writer: Pool<DB>,
+        reader: Pool<DB>,
+        timeout: Duration,
+        direct: Option<super::direct::Direct>,
+    ) -> Self {
         Self {
             writer,
             reader,
             timeout,
+            direct,
         }
     }
 
@@ -140,12 +161,11 @@ where
         let full = session.state == SessionState::Full;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO sessions (token_digest, user_id, state, flow_id, created_at, expires_at, last_seen_at, \
-                 authenticated_at, second_factor, client_addr, user_agent, notice_failures, notice_replays, \
-                 notice_last_at) \
-             SELECT $1, id, $2, $3, $4, $5, $4, CASE WHEN $6 THEN $4 END, $7, $8, $9, \
+                 authenticated_at, client_addr, user_agent, notice_failures, notice_replays, notice_last_at) \
+             SELECT $1, id, $2, $3, $4, $5, $4, CASE WHEN $6 THEN $4 END, $7, $8, \
                  CASE WHEN $6 THEN notice_failures ELSE 0 END, CASE WHEN $6 THEN notice_replays ELSE 0 END, \
                  CASE WHEN $6 THEN notice_last_at END \
-             FROM users WHERE id = $10 RETURNING id",
+             FROM users WHERE id = $9 RETURNING id",
         )
         .bind(session.token_digest.as_slice())
         .bind(session.state.as_str())
@@ -153,25 +173,26 @@ where
         .bind(session.now)
         .bind(session.expires_at)
         .bind(full)
-        .bind(session.second_factor)
         .bind(session.client_addr.as_deref())
         .bind(session.user_agent.as_deref())
         .bind(session.user_id)
         .fetch_one(&mut **tx)
         .await?;
         if full {
-            // A full session is a completed sign-in: its notices are handed over and the run of failures is over.
-            sqlx::query(
-                "UPDATE users SET notice_failures = 0, notice_replays = 0, notice_last_at = NULL, last_login_at = $1, \
-                     second_factor_failures = 0, second_factor_locked_until = NULL \
-                 WHERE id = $2",
-            )
-            .bind(session.now)
-            .bind(session.user_id)
-            .execute(&mut **tx)
-            .await?;
+            Self::signed_in_in(tx, session.user_id, session.now).await?;
         }
         Ok(SessionId(id))
+    }
+
+    /// A completed sign-in, inside `tx` which holds the account's lock: the account's notices have been handed to
+    /// the new full session, and the run of failures is over.
+    async fn signed_in_in(tx: &mut Transaction<'static, DB>, user: UserId, now: i64) -> StoreResult<()> {
+        sqlx::query(statements::SIGNED_IN)
+            .bind(now)
+            .bind(user)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
 
     /// Counts a second-factor attempt against the pending session (if any) and the account, inside `tx` which holds
@@ -184,52 +205,36 @@ where
         policy: &AttemptPolicy,
         now: i64,
     ) -> StoreResult<AttemptClaim> {
-        let mut session_tries = 0;
         if let Some(session) = pending {
-            let tries: Option<i64> = sqlx::query_scalar(
-                "UPDATE sessions SET failed_attempts = failed_attempts + 1 \
-                 WHERE id = $1 AND state = 'pending' AND expires_at > $2 AND failed_attempts < $3 \
-                 RETURNING failed_attempts",
-            )
-            .bind(session)
-            .bind(now)
-            .bind(policy.session_tries)
-            .fetch_optional(&mut **tx)
-            .await?;
-            match tries {
-                Some(tries) => session_tries = tries,
-                None => return Ok(AttemptClaim::NoPendingLogin),
+            // `flow::rules::pending_alive`, as one conditional statement.
+            let counted = sqlx::query(statements::CLAIM_SESSION)
+                .bind(session)
+                .bind(now)
+                .bind(policy.session_tries)
+                .execute(&mut **tx)
+                .await?;
+            if DB::rows_affected(&counted) != 1 {
+                return Ok(AttemptClaim::Refused(Refusal::NoPendingLogin));
             }
         }
-        let failures: Option<i64> = sqlx::query_scalar(
-            "UPDATE users SET second_factor_failures = second_factor_failures + 1, \
-                 second_factor_locked_until = CASE WHEN (second_factor_failures + 1) % $1 = 0 \
-                     THEN $2 + $3 ELSE second_factor_locked_until END \
-             WHERE id = $4 AND second_factor_failures < $5 \
-                 AND (second_factor_locked_until IS NULL OR second_factor_locked_until <= $2) \
-             RETURNING second_factor_failures",
-        )
-        .bind(policy.lock_every)
-        .bind(now)
-        .bind(policy.lock_seconds)
-        .bind(id)
-        .bind(policy.hard_cap)
-        .fetch_optional(&mut **tx)
-        .await?;
+        // `flow::rules::lock` is open, and `flow::rules::locked_until_after` for the failure this counts.
+        let failures: Option<i64> = sqlx::query_scalar(statements::CLAIM_ACCOUNT)
+            .bind(policy.lock_every)
+            .bind(now)
+            .bind(policy.lock_seconds)
+            .bind(id)
+            .bind(policy.hard_cap)
+            .fetch_optional(&mut **tx)
+            .await?;
         if let Some(account_failures) = failures {
-            return Ok(AttemptClaim::Granted {
-                account_failures,
-                session_tries,
-            });
+            return Ok(AttemptClaim::Granted { account_failures });
         }
-        let (failures, until): (i64, Option<i64>) =
-            sqlx::query_as("SELECT second_factor_failures, second_factor_locked_until FROM users WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut **tx)
-                .await?
-                .unwrap_or((policy.hard_cap, None));
-        let until = if failures >= policy.hard_cap { None } else { until };
-        Ok(AttemptClaim::Locked { until })
+        let (failures, locked_until): (i64, Option<i64>) = sqlx::query_as(statements::ACCOUNT_LOCK)
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .unwrap_or((policy.hard_cap, None));
+        Ok(AttemptClaim::Refused(Refusal::Locked { failures, locked_until }))
     }
 
     /// Uses up the proof of a second step, inside `tx` which holds the account's lock; false if it was already used
@@ -238,43 +243,85 @@ where
         tx: &mut Transaction<'static, DB>,
         pending: SessionId,
         proof: &Proof,
-        full: &NewSession,
+        full: &Upgrade,
     ) -> StoreResult<bool> {
         let consumed = match proof {
             Proof::TotpStep(step) => {
-                sqlx::query(
-                    "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND totp_secret IS NOT NULL \
-                         AND (totp_last_step IS NULL OR totp_last_step < $1)",
-                )
-                .bind(*step)
-                .bind(full.user_id)
-                .execute(&mut **tx)
-                .await?
+                sqlx::query(statements::CONSUME_TOTP_STEP)
+                    .bind(*step)
+                    .bind(full.user_id)
+                    .execute(&mut **tx)
+                    .await?
             }
             Proof::RecoveryCode(digest) => {
-                sqlx::query(
-                    "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND digest = $3 AND used_at IS NULL",
-                )
-                .bind(full.now)
-                .bind(full.user_id)
-                .bind(digest.as_slice())
-                .execute(&mut **tx)
-                .await?
+                sqlx::query(statements::CONSUME_RECOVERY_CODE)
+                    .bind(full.now)
+                    .bind(full.user_id)
+                    .bind(digest.as_slice())
+                    .execute(&mut **tx)
+                    .await?
             }
             Proof::SmsCode(digest) => {
-                sqlx::query(
-                    "DELETE FROM sms_codes WHERE user_id = $1 AND purpose = 'login' AND session_id = $2 \
-                         AND digest = $3 AND expires_at > $4",
-                )
-                .bind(full.user_id)
-                .bind(pending)
-                .bind(digest.as_slice())
-                .bind(full.now)
-                .execute(&mut **tx)
-                .await?
+                sqlx::query(statements::CONSUME_SMS_CODE)
+                    .bind(full.user_id)
+                    .bind(pending)
+                    .bind(digest.as_slice())
+                    .bind(full.now)
+                    .execute(&mut **tx)
+                    .await?
             }
         };
         Ok(DB::rows_affected(&consumed) == 1)
+    }
+
+    /// Counts one attempt against every key inside `tx`; on the first key over its limit, stops with when to try
+    /// again (the caller rolls back, so it is all keys or none). Each key is one upsert that counts only under the
+    /// limit (atomic per row on both databases). Callers pass keys in a fixed order, so two transactions lock shared
+    /// rows in the same order and cannot deadlock.
+    async fn throttle_in(
+        tx: &mut Transaction<'static, DB>,
+        keys: &[ThrottleKey],
+        now: i64,
+    ) -> StoreResult<Result<(), Throttled>> {
+        for key in keys {
+            let window_opened = now - key.window_seconds;
+            let counted = sqlx::query(
+                "INSERT INTO login_throttle (key, attempts, window_start) VALUES ($1, 1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                     attempts = CASE WHEN login_throttle.window_start <= $3 \
+                         THEN 1 ELSE login_throttle.attempts + 1 END, \
+                     window_start = CASE WHEN login_throttle.window_start <= $3 \
+                         THEN $2 ELSE login_throttle.window_start END \
+                 WHERE login_throttle.window_start <= $3 OR login_throttle.attempts < $4",
+            )
+            .bind(key.key.as_str())
+            .bind(now)
+            .bind(window_opened)
+            .bind(key.limit)
+            .execute(&mut **tx)
+            .await?;
+            if DB::rows_affected(&counted) == 0 {
+                let started: i64 = sqlx::query_scalar("SELECT window_start FROM login_throttle WHERE key = $1")
+                    .bind(key.key.as_str())
+                    .fetch_one(&mut **tx)
+                    .await?;
+                return Ok(Err(Throttled {
+                    retry_after: (started + key.window_seconds - now).max(1),
+                }));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Gives back one attempt under each key (it was no failure, or was never made), inside `tx`.
+    async fn refund_in(tx: &mut Transaction<'static, DB>, keys: &[ThrottleKey]) -> StoreResult<()> {
+        for key in keys {
+            sqlx::query("UPDATE login_throttle SET attempts = attempts - 1 WHERE key = $1 AND attempts > 0")
+                .bind(key.key.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Appends `event` to the audit chain inside `tx`. Appends form one chain across all instances: each takes the
@@ -283,36 +330,32 @@ where
         if let Some(lock) = DB::LOCK_AUDIT {
             sqlx::query(lock).execute(&mut **tx).await?;
         }
-        let last: Option<Option<Vec<u8>>> = sqlx::query_scalar("SELECT mac FROM audit_events ORDER BY id DESC LIMIT 1")
+        let last: Option<Option<Vec<u8>>> = sqlx::query_scalar(statements::LAST_AUDIT_MAC)
             .fetch_optional(&mut **tx)
             .await?;
         let prev = match last {
             Some(mac) => mac.unwrap_or_default(),
-            None => sqlx::query_scalar("SELECT last_mac FROM audit_anchor WHERE id = 1")
+            None => sqlx::query_scalar(statements::ANCHOR_MAC)
                 .fetch_optional(&mut **tx)
                 .await?
                 .unwrap_or_default(),
         };
         let mac = seal(&prev);
         let content = event.content();
-        sqlx::query(
-            "INSERT INTO audit_events (at_ms, flow_id, user_id, username, client_addr, user_agent, event, \
-                 method, outcome, prev_mac, mac) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(content.at_ms)
-        .bind(content.flow_id)
-        .bind(content.user_id)
-        .bind(content.username)
-        .bind(content.client_addr)
-        .bind(content.user_agent)
-        .bind(content.event)
-        .bind(content.method)
-        .bind(content.outcome)
-        .bind(prev.as_slice())
-        .bind(mac.as_slice())
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query(statements::INSERT_AUDIT)
+            .bind(content.at_ms)
+            .bind(content.flow_id)
+            .bind(content.user_id)
+            .bind(content.username)
+            .bind(content.client_addr)
+            .bind(content.user_agent)
+            .bind(content.event)
+            .bind(content.method)
+            .bind(content.outcome)
+            .bind(prev.as_slice())
+            .bind(mac.as_slice())
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 }
@@ -342,6 +385,7 @@ where
     for<'r> Option<Vec<u8>>: Decode<'r, DB>,
     for<'q> Option<i64>: Encode<'q, DB>,
 {
+    #[tracing::instrument(level = "debug", name = "store.create_user", skip_all)]
     async fn create_user(&self, username: &str, password_hash: &str, now: i64) -> StoreResult<UserId> {
         self.bounded(async {
             let inserted = sqlx::query_scalar::<_, i64>(
@@ -358,22 +402,25 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.user_by_name", skip_all)]
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
         self.bounded(async {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
+            let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1");
             Ok(sqlx::query_as(&sql).bind(username).fetch_optional(&self.reader).await?)
         })
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.user_by_id", skip_all)]
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
         self.bounded(async {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+            let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1");
             Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.reader).await?)
         })
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.list_users", skip_all)]
     async fn list_users(&self) -> StoreResult<Vec<UserSummary>> {
         self.bounded(async {
             Ok(sqlx::query_as(
@@ -389,6 +436,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.delete_user", skip_all)]
     async fn delete_user(&self, id: UserId) -> StoreResult<bool> {
         self.bounded(async {
             let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
@@ -400,6 +448,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.reset_second_factors", skip_all)]
     async fn reset_second_factors(&self, id: UserId) -> StoreResult<()> {
         self.bounded(async {
             let mut tx = self.write_for(id).await?;
@@ -427,6 +476,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.unlock_second_factor", skip_all)]
     async fn unlock_second_factor(&self, id: UserId) -> StoreResult<()> {
         self.bounded(async {
             sqlx::query("UPDATE users SET second_factor_failures = 0, second_factor_locked_until = NULL WHERE id = $1")
@@ -438,6 +488,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.set_pending_totp", skip_all)]
     async fn set_pending_totp(&self, id: UserId, sealed_secret: &[u8], now: i64) -> StoreResult<()> {
         self.bounded(async {
             sqlx::query("UPDATE users SET totp_pending_secret = $1, totp_pending_at = $2 WHERE id = $3")
@@ -451,6 +502,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.activate_totp", skip_all)]
     async fn activate_totp(
         &self,
         id: UserId,
@@ -487,6 +539,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.remove_totp", skip_all)]
     async fn remove_totp(&self, id: UserId, step: i64) -> StoreResult<bool> {
         self.bounded(async {
             let mut tx = self.write_for(id).await?;
@@ -516,10 +569,12 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.reserve_sms_send", skip_all)]
     async fn reserve_sms_send(
         &self,
         id: UserId,
         policy: &SmsSendPolicy,
+        shared: &[ThrottleKey],
         now: i64,
     ) -> StoreResult<Result<SendSlot, Throttled>> {
         self.bounded(async {
@@ -541,6 +596,11 @@ where
                 tx.rollback().await?;
                 return Ok(Err(Throttled { retry_after }));
             }
+            // The limits shared by all accounts: texts to this number, and all texts of the hour.
+            if let Err(throttled) = Self::throttle_in(&mut tx, shared, now).await? {
+                tx.rollback().await?;
+                return Ok(Err(throttled));
+            }
             let slot: i64 = sqlx::query_scalar("INSERT INTO sms_sends (user_id, sent_at) VALUES ($1, $2) RETURNING id")
                 .bind(id)
                 .bind(now)
@@ -552,6 +612,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.sms_send_wait", skip_all)]
     async fn sms_send_wait(&self, id: UserId, policy: &SmsSendPolicy, now: i64) -> StoreResult<Option<i64>> {
         self.bounded(async {
             let (count, latest, oldest): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
@@ -566,6 +627,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.sms_code_waiting", skip_all)]
     async fn sms_code_waiting(
         &self,
         id: UserId,
@@ -589,17 +651,29 @@ where
         .await
     }
 
-    async fn release_sms_send(&self, slot: SendSlot) -> StoreResult<()> {
+    #[tracing::instrument(level = "debug", name = "store.release_sms_send", skip_all)]
+    async fn release_sms_send(&self, slot: SendSlot, shared: &[ThrottleKey]) -> StoreResult<()> {
         self.bounded(async {
+            let mut tx = self.write().await?;
             sqlx::query("DELETE FROM sms_sends WHERE id = $1")
                 .bind(slot.0)
-                .execute(&self.writer)
+                .execute(&mut *tx)
                 .await?;
+            Self::refund_in(&mut tx, shared).await?;
+            // A send that never went out leaves no trace of the number it was for.
+            for key in shared {
+                sqlx::query("DELETE FROM login_throttle WHERE key = $1 AND attempts = 0")
+                    .bind(key.key.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
             Ok(())
         })
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.store_sms_code", skip_all)]
     async fn store_sms_code(&self, code: &NewSmsCode) -> StoreResult<()> {
         self.bounded(async {
             let mut tx = self.write_for(code.user_id).await?;
@@ -630,6 +704,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.activate_sms", skip_all)]
     async fn activate_sms(
         &self,
         id: UserId,
@@ -671,6 +746,60 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.step_up", skip_all)]
+    async fn step_up(&self, session: SessionId, user: UserId, proof: &Proof, now: i64) -> StoreResult<bool> {
+        self.bounded(async {
+            let mut tx = self.write_for(user).await?;
+            let consumed = match proof {
+                Proof::TotpStep(step) => {
+                    sqlx::query(statements::CONSUME_TOTP_STEP)
+                        .bind(*step)
+                        .bind(user)
+                        .execute(&mut *tx)
+                        .await?
+                }
+                Proof::RecoveryCode(digest) => {
+                    sqlx::query(statements::CONSUME_RECOVERY_CODE)
+                        .bind(now)
+                        .bind(user)
+                        .bind(digest.as_slice())
+                        .execute(&mut *tx)
+                        .await?
+                }
+                Proof::SmsCode(digest) => {
+                    sqlx::query(
+                        "DELETE FROM sms_codes WHERE user_id = $1 AND purpose = 'step_up' AND session_id = $2 \
+                         AND digest = $3 AND expires_at > $4",
+                    )
+                    .bind(user)
+                    .bind(session)
+                    .bind(digest.as_slice())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                }
+            };
+            if DB::rows_affected(&consumed) != 1 {
+                tx.commit().await?;
+                return Ok(false);
+            }
+            sqlx::query("UPDATE sessions SET stepped_up_at = $1 WHERE id = $2 AND user_id = $3")
+                .bind(now)
+                .bind(session)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE users SET second_factor_failures = 0, second_factor_locked_until = NULL WHERE id = $1")
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", name = "store.replace_recovery_codes", skip_all)]
     async fn replace_recovery_codes(&self, id: UserId, digests: &[Vec<u8>], now: i64) -> StoreResult<()> {
         self.bounded(async {
             let mut tx = self.write_for(id).await?;
@@ -681,6 +810,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.claim_second_factor_attempt", skip_all)]
     async fn claim_second_factor_attempt(
         &self,
         id: UserId,
@@ -701,6 +831,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.record_second_factor_failure", skip_all)]
     async fn record_second_factor_failure(
         &self,
         id: UserId,
@@ -720,47 +851,50 @@ where
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            let mut left = 0;
+            let mut used = 0;
             if let Some(session) = pending {
-                let used: Option<i64> =
-                    sqlx::query_scalar("SELECT failed_attempts FROM sessions WHERE id = $1 AND state = 'pending'")
-                        .bind(session)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                left = used.map_or(0, |used| (policy.session_tries - used).max(0));
-                if left == 0 {
-                    sqlx::query("DELETE FROM sessions WHERE id = $1 AND state = 'pending'")
-                        .bind(session)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                // The tries were counted by the claim; a session that has used them all is no longer
+                // `flow::rules::pending_alive` and goes now rather than at its expiry.
+                used = sqlx::query_scalar("SELECT failed_attempts FROM sessions WHERE id = $1 AND state = 'pending'")
+                    .bind(session)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or(policy.session_tries);
+                sqlx::query("DELETE FROM sessions WHERE id = $1 AND state = 'pending' AND failed_attempts >= $2")
+                    .bind(session)
+                    .bind(policy.session_tries)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
-            Ok(left)
+            Ok(used)
         })
         .await
     }
 
-    async fn second_step(
-        &self,
-        pending: SessionId,
-        policy: &AttemptPolicy,
-        proof: Option<&Proof>,
-        full: &NewSession,
-        audit: &AuditEvent,
-        seal: &Seal,
-    ) -> StoreResult<SecondStep> {
+    #[tracing::instrument(level = "debug", name = "store.second_step", skip_all)]
+    async fn second_step(&self, step: SecondStepRequest) -> StoreResult<SecondStep> {
         self.bounded(async {
+            if let Some(direct) = &self.direct {
+                // Holding the one writer connection keeps this process's other writes away from SQLite's lock
+                // while the direct path has it.
+                let _turn = self.writer.acquire().await?;
+                return direct.second_step(step).await;
+            }
+            let full = &step.upgrade;
             // All under the account's lock: of two racing requests (on any instances) with one code, the second finds
             // the step, code or session used; and a proof counts only after its attempt was counted.
             let mut tx = self.write_for(full.user_id).await?;
-            let claim = Self::claim_in(&mut tx, full.user_id, Some(pending), policy, full.now).await?;
-            let AttemptClaim::Granted { account_failures, .. } = claim else {
-                tx.rollback().await?;
-                return Ok(SecondStep::Refused(claim));
+            let claim = Self::claim_in(&mut tx, full.user_id, Some(step.pending), &step.policy, full.now).await?;
+            let account_failures = match claim {
+                AttemptClaim::Granted { account_failures } => account_failures,
+                AttemptClaim::Refused(refusal) => {
+                    tx.rollback().await?;
+                    return Ok(SecondStep::Refused(refusal));
+                }
             };
-            let consumed = match proof {
-                Some(proof) => Self::consume_proof_in(&mut tx, pending, proof, full).await?,
+            let consumed = match &step.proof {
+                Some(proof) => Self::consume_proof_in(&mut tx, step.pending, proof, full).await?,
                 None => false,
             };
             if !consumed {
@@ -768,46 +902,65 @@ where
                 tx.commit().await?;
                 return Ok(SecondStep::Failed {
                     account_failures,
-                    proof_refused: proof.is_some(),
+                    proof_refused: step.proof.is_some(),
                 });
             }
-            // The claim above holds the pending session's row, so it is still there to end.
-            sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2 AND state = 'pending'")
-                .bind(pending)
+            // The claim above holds the pending session's row, so it is still there to turn into a full one, which
+            // takes over the account's notices.
+            sqlx::query(statements::UPGRADE_SESSION)
+                .bind(full.token_digest.as_slice())
+                .bind(full.expires_at)
+                .bind(full.now)
+                .bind(full.second_factor)
+                .bind(full.client_addr.as_deref())
+                .bind(full.user_agent.as_deref())
                 .bind(full.user_id)
+                .bind(step.pending)
                 .execute(&mut *tx)
                 .await?;
-            Self::insert_session_in(&mut tx, full).await?;
-            Self::append_audit_in(&mut tx, audit, seal).await?;
+            Self::signed_in_in(&mut tx, full.user_id, full.now).await?;
+            Self::append_audit_in(&mut tx, &step.audit, &*step.seal).await?;
             tx.commit().await?;
             Ok(SecondStep::Done)
         })
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.open_session", skip_all)]
     async fn open_session(
         &self,
         refund: &[ThrottleKey],
-        session: &NewSession,
-        audit: &AuditEvent,
-        seal: &Seal,
-    ) -> StoreResult<SessionId> {
+        user: UserId,
+        plan: &PlanOpening<'_>,
+    ) -> StoreResult<Option<Opened>> {
         self.bounded(async {
-            let mut tx = self.write_for(session.user_id).await?;
-            for key in refund {
-                sqlx::query("UPDATE login_throttle SET attempts = attempts - 1 WHERE key = $1 AND attempts > 0")
-                    .bind(key.key.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let id = Self::insert_session_in(&mut tx, session).await?;
-            Self::append_audit_in(&mut tx, audit, seal).await?;
+            let mut tx = self.write_for(user).await?;
+            Self::refund_in(&mut tx, refund).await?;
+            // Read under the account's lock: a factor enrolled meanwhile is seen here, and none can be enrolled
+            // until this session exists.
+            let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1");
+            let Some(account) = sqlx::query_as::<_, User>(&sql)
+                .bind(user)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            let opening = plan(&account);
+            let id = Self::insert_session_in(&mut tx, &opening.session).await?;
+            Self::append_audit_in(&mut tx, &opening.audit, &*opening.seal).await?;
             tx.commit().await?;
-            Ok(id)
+            Ok(Some(Opened {
+                id,
+                opening,
+                user: account,
+            }))
         })
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.session_by_digest", skip_all)]
     async fn session_by_digest(&self, digest: &[u8]) -> StoreResult<Option<Session>> {
         self.bounded(async {
             let sql = format!(
@@ -818,6 +971,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.touch_session", skip_all)]
     async fn touch_session(&self, id: SessionId, now: i64) -> StoreResult<()> {
         self.bounded(async {
             sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
@@ -830,6 +984,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.delete_session", skip_all)]
     async fn delete_session(&self, digest: &[u8]) -> StoreResult<Option<Session>> {
         self.bounded(async {
             let mut tx = self.write().await?;
@@ -848,6 +1003,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.delete_user_sessions", skip_all)]
     async fn delete_user_sessions(&self, id: UserId, keep: Option<SessionId>) -> StoreResult<u64> {
         self.bounded(async {
             let deleted = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR id <> $2)")
@@ -860,6 +1016,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.purge_expired_sessions", skip_all)]
     async fn purge_expired_sessions(&self, now: i64, idle_seconds: i64) -> StoreResult<u64> {
         self.bounded(async {
             // Two statements, each answered by an index (`sessions_expires`, `sessions_last_seen`): one statement with
@@ -877,45 +1034,22 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.reserve_password_attempt", skip_all)]
     async fn reserve_password_attempt(&self, keys: &[ThrottleKey], now: i64) -> StoreResult<Result<(), Throttled>> {
         self.bounded(async {
-            // Each key is one upsert that counts only under the limit (atomic per row on both databases); the
-            // transaction makes it all keys or none. Keys come in a fixed order (account, then address), so two
-            // transactions lock shared rows in the same order and cannot deadlock.
             let mut tx = self.write().await?;
-            for key in keys {
-                let window_opened = now - key.window_seconds;
-                let counted = sqlx::query(
-                    "INSERT INTO login_throttle (key, attempts, window_start) VALUES ($1, 1, $2) \
-                     ON CONFLICT (key) DO UPDATE SET \
-                         attempts = CASE WHEN login_throttle.window_start <= $3 \
-                             THEN 1 ELSE login_throttle.attempts + 1 END, \
-                         window_start = CASE WHEN login_throttle.window_start <= $3 \
-                             THEN $2 ELSE login_throttle.window_start END \
-                     WHERE login_throttle.window_start <= $3 OR login_throttle.attempts < $4",
-                )
-                .bind(key.key.as_str())
-                .bind(now)
-                .bind(window_opened)
-                .bind(key.limit)
-                .execute(&mut *tx)
-                .await?;
-                if DB::rows_affected(&counted) == 0 {
-                    let started: i64 = sqlx::query_scalar("SELECT window_start FROM login_throttle WHERE key = $1")
-                        .bind(key.key.as_str())
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    tx.rollback().await?;
-                    let retry_after = (started + key.window_seconds - now).max(1);
-                    return Ok(Err(Throttled { retry_after }));
-                }
+            let counted = Self::throttle_in(&mut tx, keys, now).await?;
+            if counted.is_ok() {
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
             }
-            tx.commit().await?;
-            Ok(Ok(()))
+            Ok(counted)
         })
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.list_sessions", skip_all)]
     async fn list_sessions(&self, user: Option<UserId>) -> StoreResult<Vec<Session>> {
         self.bounded(async {
             let sql = format!(
@@ -927,6 +1061,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.delete_session_by_id", skip_all)]
     async fn delete_session_by_id(&self, id: SessionId) -> StoreResult<Option<Session>> {
         self.bounded(async {
             let mut tx = self.write().await?;
@@ -943,6 +1078,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.ping", skip_all)]
     async fn ping(&self) -> StoreResult<()> {
         self.bounded(async {
             sqlx::query("SELECT 1").execute(&self.reader).await?;
@@ -951,6 +1087,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.record_audit", skip_all)]
     async fn record_audit(&self, event: &AuditEvent, seal: &Seal) -> StoreResult<()> {
         self.bounded(async {
             let mut tx = self.write().await?;
@@ -961,6 +1098,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.audit_events", skip_all)]
     async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
         self.bounded(async {
             Ok(sqlx::query_as(
@@ -984,6 +1122,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.audit_anchor", skip_all)]
     async fn audit_anchor(&self) -> StoreResult<Option<AuditAnchor>> {
         self.bounded(async {
             Ok(
@@ -995,6 +1134,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.prune_audit", skip_all)]
     async fn prune_audit(&self, before_ms: i64, seal_anchor: &SealAnchor) -> StoreResult<u64> {
         self.bounded(async {
             let mut tx = self.write().await?;

@@ -10,6 +10,7 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Sqlite;
 
+use super::direct::Direct;
 use super::sql::Backend;
 use super::{PoolSettings, SqliteStore, StoreResult};
 
@@ -38,17 +39,22 @@ impl SqliteStore {
             .foreign_keys(true)
             // A writer waits this long for another's lock, then the call fails as unavailable (503).
             .busy_timeout(settings.timeout);
+        // A file does not drop its connections, so no check before each use: that would be one more hand-off to the
+        // connection's thread on every store call.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(settings.timeout)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         MIGRATIONS.run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.timeout)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self::new(writer, reader, settings.timeout))
+        let direct = Direct::open(path, settings.timeout)?;
+        Ok(Self::new(writer, reader, settings.timeout, Some(direct)))
     }
 }

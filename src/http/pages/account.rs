@@ -10,21 +10,19 @@ use serde::Deserialize;
 
 use super::csrf::{FormToken, Protected};
 use super::problem::wait_text;
-use super::return_to::ReturnTo;
 use super::templates::{
     DashboardPage, Layout, RecoveryCodesFile, RecoveryCodesPage, SecurityPage, SmsSetupPage, TotpSetupPage,
 };
+use super::visitor::{Recent, SignedIn, SECURITY};
 use super::{
     add_page_headers, html, human_time, machine_time, see_other, sentence, sms_code, with_retry_after, PageError,
     PageQuery,
 };
-use crate::crypto::SessionToken;
-use crate::flow::{FlowError, Method, SessionView, SmsChallenge, TotpSetup};
-use crate::http::extract::{Client, SessionCookie};
+use crate::flow::rules::RECOVERY_CODES_PER_SET;
+use crate::flow::{recovery_codes_in, FlowError, FullSession, Method, SmsChallenge, TotpSetup};
+use crate::http::extract::Client;
 use crate::http::AppState;
-use crate::otp::{RecoveryCode, RECOVERY_CODES_PER_SET};
 
-const SECURITY: &str = "/settings/security";
 const SMS_SETUP: &str = "/settings/security/sms";
 
 /// What the security page reports after a change; a closed list, so the query string cannot put words on the page.
@@ -36,6 +34,10 @@ enum SecurityNotice {
     /// Removed while text-message codes stay on, so the recovery codes stay too.
     TotpRemovedSmsOn,
     SmsOn,
+    /// A change was asked for before "Confirm it's you".
+    ConfirmFirst,
+    SteppedUp,
+    StepUpSent,
 }
 
 impl SecurityNotice {
@@ -46,6 +48,9 @@ impl SecurityNotice {
             "totp_removed" => Some(Self::TotpRemoved),
             "totp_removed_sms_on" => Some(Self::TotpRemovedSmsOn),
             "sms_on" => Some(Self::SmsOn),
+            "confirm_first" => Some(Self::ConfirmFirst),
+            "stepped_up" => Some(Self::SteppedUp),
+            "step_up_sent" => Some(Self::StepUpSent),
             _ => None,
         }
     }
@@ -57,6 +62,9 @@ impl SecurityNotice {
             Self::TotpRemoved => "totp_removed",
             Self::TotpRemovedSmsOn => "totp_removed_sms_on",
             Self::SmsOn => "sms_on",
+            Self::ConfirmFirst => "confirm_first",
+            Self::SteppedUp => "stepped_up",
+            Self::StepUpSent => "step_up_sent",
         }
     }
 
@@ -69,6 +77,9 @@ impl SecurityNotice {
                 "The authenticator app was removed. Text-message codes and your recovery codes still work."
             }
             Self::SmsOn => "Text-message codes are on. Your recovery codes stay as they were.",
+            Self::ConfirmFirst => "Confirm it's you first: enter a current code from one of your second factors.",
+            Self::SteppedUp => "Thank you. For the next 5 minutes you can change how you sign in.",
+            Self::StepUpSent => "We sent a code by text message. Enter it below to confirm it's you.",
         }
     }
 
@@ -104,32 +115,12 @@ pub struct DownloadForm {
     codes: String,
 }
 
-/// The full session of this request, or where the browser goes instead: a pending sign-in to its second step, anyone
-/// else to the sign-in page, coming back to `here` afterwards.
-async fn signed_in(state: &AppState, token: Option<&SessionToken>, here: &str) -> Result<SessionView, PageError> {
-    match state.flow.session(token).await {
-        Ok(view) => Ok(view),
-        Err(FlowError::Unauthenticated) => {
-            let step = if state.flow.pending_login(token).await?.is_some() {
-                "/login/2fa"
-            } else {
-                "/login"
-            };
-            Err(PageError::Redirect(ReturnTo::carried(
-                ReturnTo::parse(here).as_ref(),
-                step,
-            )))
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
-fn layout(state: &AppState, form: &FormToken, view: &SessionView, title: &'static str, here: &'static str) -> Layout {
+fn layout(state: &AppState, form: &FormToken, view: &FullSession, title: &'static str, here: &'static str) -> Layout {
     Layout {
         site_name: state.web.site_name.clone(),
         title,
         here,
-        user: Some(view.username.clone()),
+        user: Some(view.username().to_owned()),
         form_token: form.token.clone(),
     }
 }
@@ -145,21 +136,20 @@ fn factor_name(factor: Option<&str>) -> &'static str {
 
 pub async fn dashboard(
     State(state): State<AppState>,
-    SessionCookie(token): SessionCookie,
+    SignedIn(view): SignedIn,
     form: FormToken,
 ) -> Result<Response, PageError> {
-    let view = signed_in(&state, token.as_ref(), "/").await?;
-    let status = state.flow.second_factor_status(token.as_ref()).await?;
+    let status = state.flow.second_factor_status(&view).await?;
     Ok(html(
         StatusCode::OK,
         &DashboardPage {
             layout: layout(&state, &form, &view, "Dashboard", "/"),
-            username: view.username.clone(),
-            since: human_time(view.authenticated_at),
-            since_machine: machine_time(view.authenticated_at),
-            second_factor: factor_name(view.second_factor.as_deref()),
+            username: view.username().to_owned(),
+            since: human_time(view.authenticated_at()),
+            since_machine: machine_time(view.authenticated_at()),
+            second_factor: factor_name(view.second_factor()),
             has_second_factor: status.totp || status.sms_phone.is_some(),
-            notices: view.notices.clone(),
+            notices: view.notices(),
         },
     ))
 }
@@ -177,13 +167,19 @@ struct SecurityAnswer {
 /// The security page for `view`.
 async fn security_view(
     state: &AppState,
-    token: Option<&SessionToken>,
     form: &FormToken,
-    view: &SessionView,
+    view: &FullSession,
     status: StatusCode,
     answer: SecurityAnswer,
 ) -> Result<Response, PageError> {
-    let factors = state.flow.second_factor_status(token).await?;
+    let factors = state.flow.second_factor_status(view).await?;
+    let may_change = state.flow.is_recent(view);
+    let needs_step_up = may_change && !state.flow.may_change_without_step_up(view);
+    let step_up_sms = if needs_step_up {
+        state.flow.step_up_sms(view).await?.map(sms_code)
+    } else {
+        None
+    };
     let page = html(
         status,
         &SecurityPage {
@@ -194,7 +190,9 @@ async fn security_view(
             phone_error: answer.phone_error,
             recovery_codes_left: factors.recovery_codes_left,
             recovery_codes_per_set: RECOVERY_CODES_PER_SET,
-            may_change: state.flow.may_change_factors(view),
+            may_change,
+            needs_step_up,
+            step_up_sms,
             notice: answer.notice.map(SecurityNotice::message),
             error: answer.error,
         },
@@ -204,34 +202,34 @@ async fn security_view(
 
 pub async fn security_page(
     State(state): State<AppState>,
-    SessionCookie(token): SessionCookie,
+    SignedIn(view): SignedIn,
     form: FormToken,
     PageQuery(query): PageQuery<SecurityQuery>,
 ) -> Result<Response, PageError> {
-    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
     let answer = SecurityAnswer {
         notice: SecurityNotice::parse(query.notice.as_deref()),
         ..SecurityAnswer::default()
     };
-    security_view(&state, token.as_ref(), &form, &view, StatusCode::OK, answer).await
+    security_view(&state, &form, &view, StatusCode::OK, answer).await
 }
 
 /// Starts setting up an authenticator app, then shows it on its own page (so a reload does not start over).
 pub async fn totp_setup(
     State(state): State<AppState>,
     Client(who): Client,
-    SessionCookie(token): SessionCookie,
+    Recent(session): Recent,
     Protected(NoFields {}): Protected<NoFields>,
 ) -> Result<Response, PageError> {
-    signed_in(&state, token.as_ref(), SECURITY).await?;
-    state.flow.totp_setup(token.as_ref(), &who).await?;
+    // After the anti-forgery check: a forged post learns nothing, not even that a step-up is due.
+    let session = state.flow.factor_change(session).await?;
+    state.flow.totp_setup(&session, &who).await?;
     Ok(see_other("/settings/security/totp"))
 }
 
 fn totp_setup_view(
     state: &AppState,
     form: &FormToken,
-    view: &SessionView,
+    view: &FullSession,
     status: StatusCode,
     setup: TotpSetup,
     error: Option<String>,
@@ -255,7 +253,7 @@ fn totp_setup_view(
             layout: layout(state, form, view, "Set up an authenticator app", SECURITY),
             qr_svg,
             secret,
-            account: format!("{} ({})", state.web.site_name, view.username),
+            account: format!("{} ({})", state.web.site_name, view.username()),
             error,
         },
     )
@@ -263,11 +261,10 @@ fn totp_setup_view(
 
 pub async fn totp_setup_page(
     State(state): State<AppState>,
-    SessionCookie(token): SessionCookie,
+    Recent(view): Recent,
     form: FormToken,
 ) -> Result<Response, PageError> {
-    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
-    match state.flow.totp_setup_in_progress(token.as_ref()).await? {
+    match state.flow.totp_setup_in_progress(&view).await? {
         Some(setup) => Ok(totp_setup_view(&state, &form, &view, StatusCode::OK, setup, None)),
         None => Ok(see_other(SECURITY)),
     }
@@ -276,12 +273,13 @@ pub async fn totp_setup_page(
 pub async fn totp_confirm(
     State(state): State<AppState>,
     Client(who): Client,
-    SessionCookie(token): SessionCookie,
+    Recent(view): Recent,
     form: FormToken,
     Protected(body): Protected<CodeForm>,
 ) -> Result<Response, PageError> {
-    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
-    let (status, error) = match state.flow.totp_confirm(token.as_ref(), &body.code, &who).await {
+    // After the anti-forgery check: a forged post learns nothing, not even that a step-up is due.
+    let view = state.flow.factor_change(view).await?;
+    let (status, error) = match state.flow.totp_confirm(&view, &body.code, &who).await {
         Ok(codes) if codes.is_empty() => return Ok(see_other(&SecurityNotice::TotpOn.location())),
         Ok(codes) => {
             let turned_on = "Your authenticator app is on. From now on, signing in asks for a code from it.";
@@ -296,7 +294,7 @@ pub async fn totp_confirm(
         Err(error @ FlowError::BadRequest(_)) => (StatusCode::BAD_REQUEST, sentence(&error.to_string())),
         Err(error) => return Err(error.into()),
     };
-    match state.flow.totp_setup_in_progress(token.as_ref()).await? {
+    match state.flow.totp_setup_in_progress(&view).await? {
         Some(setup) => Ok(totp_setup_view(&state, &form, &view, status, setup, Some(error))),
         None => Ok(see_other(SECURITY)),
     }
@@ -305,14 +303,13 @@ pub async fn totp_confirm(
 pub async fn totp_remove(
     State(state): State<AppState>,
     Client(who): Client,
-    SessionCookie(token): SessionCookie,
+    Recent(view): Recent,
     form: FormToken,
     Protected(body): Protected<CodeForm>,
 ) -> Result<Response, PageError> {
-    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
-    let status = match state.flow.totp_remove(token.as_ref(), &body.code, &who).await {
+    let status = match state.flow.totp_remove(&view, &body.code, &who).await {
         Ok(()) => {
-            let factors = state.flow.second_factor_status(token.as_ref()).await?;
+            let factors = state.flow.second_factor_status(&view).await?;
             let notice = if factors.sms_phone.is_some() {
                 SecurityNotice::TotpRemovedSmsOn
             } else {
@@ -330,7 +327,69 @@ pub async fn totp_remove(
         ),
         ..SecurityAnswer::default()
     };
-    security_view(&state, token.as_ref(), &form, &view, status, answer).await
+    security_view(&state, &form, &view, status, answer).await
+}
+
+#[derive(Deserialize)]
+pub struct StepUpForm {
+    method: String,
+    code: String,
+}
+
+/// "Confirm it's you": a current code from one of the account's factors, after which the security page's changes
+/// are open for 5 minutes.
+pub async fn step_up(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SignedIn(view): SignedIn,
+    form: FormToken,
+    Protected(body): Protected<StepUpForm>,
+) -> Result<Response, PageError> {
+    let status = match state.flow.step_up(&view, &body.method, &body.code, &who).await {
+        Ok(()) => return Ok(see_other(&SecurityNotice::SteppedUp.location())),
+        Err(FlowError::InvalidCode(_)) => StatusCode::UNAUTHORIZED,
+        Err(FlowError::BadRequest(_)) => StatusCode::BAD_REQUEST,
+        Err(error) => return Err(error.into()),
+    };
+    let answer = SecurityAnswer {
+        error: Some("That code is not right. Enter the newest code, or use another of your methods.".into()),
+        ..SecurityAnswer::default()
+    };
+    security_view(&state, &form, &view, status, answer).await
+}
+
+/// "Text a code" for "Confirm it's you".
+pub async fn send_step_up_sms(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SignedIn(view): SignedIn,
+    form: FormToken,
+    Protected(NoFields {}): Protected<NoFields>,
+) -> Result<Response, PageError> {
+    let (status, error, retry_after) = match state.flow.send_step_up_sms(&view, &who).await {
+        Ok(_) => return Ok(see_other(&SecurityNotice::StepUpSent.location())),
+        Err(FlowError::SmsUnavailable(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The text message could not be sent just now. Try again in a minute, or use another of your methods."
+                .to_owned(),
+            None,
+        ),
+        Err(FlowError::TooManyAttempts { retry_after, .. }) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "A code was sent a moment ago. You can ask for a new one in {}.",
+                wait_text(retry_after)
+            ),
+            Some(retry_after),
+        ),
+        Err(error) => return Err(error.into()),
+    };
+    let answer = SecurityAnswer {
+        error: Some(error),
+        retry_after,
+        ..SecurityAnswer::default()
+    };
+    security_view(&state, &form, &view, status, answer).await
 }
 
 /// "Add a phone" (and "send a new code" on the confirmation page): texts a code to the number, then shows the
@@ -339,12 +398,13 @@ pub async fn totp_remove(
 pub async fn sms_setup(
     State(state): State<AppState>,
     Client(who): Client,
-    SessionCookie(token): SessionCookie,
+    Recent(view): Recent,
     form: FormToken,
     Protected(body): Protected<PhoneForm>,
 ) -> Result<Response, PageError> {
-    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
-    let (status, phone_error, retry_after) = match state.flow.sms_setup(token.as_ref(), &body.phone, &who).await {
+    // After the anti-forgery check: a forged post learns nothing, not even that a step-up is due.
+    let view = state.flow.factor_change(view).await?;
+    let (status, phone_error, retry_after) = match state.flow.sms_setup(&view, &body.phone, &who).await {
         Ok(_) => return Ok(see_other(SMS_SETUP)),
         // The field's hint already gives the form; this says what to change.
         Err(FlowError::InvalidPhone) => (
@@ -370,7 +430,7 @@ pub async fn sms_setup(
         Err(error) => return Err(error.into()),
     };
     if body.again.is_some() {
-        if let Some(sms) = state.flow.sms_setup_in_progress(token.as_ref()).await? {
+        if let Some(sms) = state.flow.sms_setup_in_progress(&view).await? {
             let page = sms_setup_view(&state, &form, &view, status, sms, None, Some(phone_error));
             return Ok(with_retry_after(page, retry_after));
         }
@@ -380,13 +440,13 @@ pub async fn sms_setup(
         retry_after,
         ..SecurityAnswer::default()
     };
-    security_view(&state, token.as_ref(), &form, &view, status, answer).await
+    security_view(&state, &form, &view, status, answer).await
 }
 
 fn sms_setup_view(
     state: &AppState,
     form: &FormToken,
-    view: &SessionView,
+    view: &FullSession,
     status: StatusCode,
     sms: SmsChallenge,
     error: Option<String>,
@@ -405,11 +465,10 @@ fn sms_setup_view(
 
 pub async fn sms_setup_page(
     State(state): State<AppState>,
-    SessionCookie(token): SessionCookie,
+    Recent(view): Recent,
     form: FormToken,
 ) -> Result<Response, PageError> {
-    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
-    match state.flow.sms_setup_in_progress(token.as_ref()).await? {
+    match state.flow.sms_setup_in_progress(&view).await? {
         Some(sms) => Ok(sms_setup_view(&state, &form, &view, StatusCode::OK, sms, None, None)),
         None => Ok(see_other(SECURITY)),
     }
@@ -418,12 +477,13 @@ pub async fn sms_setup_page(
 pub async fn sms_confirm(
     State(state): State<AppState>,
     Client(who): Client,
-    SessionCookie(token): SessionCookie,
+    Recent(view): Recent,
     form: FormToken,
     Protected(body): Protected<CodeForm>,
 ) -> Result<Response, PageError> {
-    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
-    let (status, error) = match state.flow.sms_confirm(token.as_ref(), &body.code, &who).await {
+    // After the anti-forgery check: a forged post learns nothing, not even that a step-up is due.
+    let view = state.flow.factor_change(view).await?;
+    let (status, error) = match state.flow.sms_confirm(&view, &body.code, &who).await {
         Ok(codes) if codes.is_empty() => return Ok(see_other(&SecurityNotice::SmsOn.location())),
         Ok(codes) => {
             let turned_on = "Text-message codes are on. From now on, signing in asks for a code sent to your phone.";
@@ -436,7 +496,7 @@ pub async fn sms_confirm(
         Err(error @ FlowError::BadRequest(_)) => (StatusCode::BAD_REQUEST, sentence(&error.to_string())),
         Err(error) => return Err(error.into()),
     };
-    match state.flow.sms_setup_in_progress(token.as_ref()).await? {
+    match state.flow.sms_setup_in_progress(&view).await? {
         Some(sms) => Ok(sms_setup_view(&state, &form, &view, status, sms, Some(error), None)),
         None => Ok(see_other(SECURITY)),
     }
@@ -445,7 +505,7 @@ pub async fn sms_confirm(
 fn recovery_codes_view(
     state: &AppState,
     form: &FormToken,
-    view: &SessionView,
+    view: &FullSession,
     codes: Vec<String>,
     first_set: Option<&'static str>,
 ) -> Response {
@@ -462,19 +522,20 @@ fn recovery_codes_view(
 pub async fn regenerate_recovery_codes(
     State(state): State<AppState>,
     Client(who): Client,
-    SessionCookie(token): SessionCookie,
+    Recent(view): Recent,
     form: FormToken,
     Protected(NoFields {}): Protected<NoFields>,
 ) -> Result<Response, PageError> {
-    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
-    match state.flow.regenerate_recovery_codes(token.as_ref(), &who).await {
+    // After the anti-forgery check: a forged post learns nothing, not even that a step-up is due.
+    let view = state.flow.factor_change(view).await?;
+    match state.flow.regenerate_recovery_codes(&view, &who).await {
         Ok(codes) => Ok(recovery_codes_view(&state, &form, &view, codes, None)),
         Err(error @ FlowError::BadRequest(_)) => {
             let answer = SecurityAnswer {
                 error: Some(sentence(&error.to_string())),
                 ..SecurityAnswer::default()
             };
-            security_view(&state, token.as_ref(), &form, &view, StatusCode::BAD_REQUEST, answer).await
+            security_view(&state, &form, &view, StatusCode::BAD_REQUEST, answer).await
         }
         Err(error) => Err(error.into()),
     }
@@ -484,20 +545,14 @@ pub async fn regenerate_recovery_codes(
 /// so the form carries them. Only well-formed codes are echoed, never arbitrary text.
 pub async fn download_recovery_codes(
     State(state): State<AppState>,
-    SessionCookie(token): SessionCookie,
+    SignedIn(view): SignedIn,
     Protected(body): Protected<DownloadForm>,
 ) -> Result<Response, PageError> {
-    let view = signed_in(&state, token.as_ref(), SECURITY).await?;
-    let codes = body
-        .codes
-        .split_whitespace()
-        .map(|raw| RecoveryCode::parse(raw).map(|code| code.display()))
-        .collect::<Option<Vec<_>>>()
-        .filter(|codes| !codes.is_empty() && codes.len() <= RECOVERY_CODES_PER_SET)
-        .ok_or_else(|| PageError::BadRequest("These are not recovery codes.".into()))?;
+    let codes =
+        recovery_codes_in(&body.codes).ok_or_else(|| PageError::BadRequest("These are not recovery codes.".into()))?;
     let file = RecoveryCodesFile {
         site_name: state.web.site_name.clone(),
-        username: view.username,
+        username: view.username().to_owned(),
         codes,
     };
     let text = askama::Template::render(&file).map_err(|_| PageError::Internal)?;

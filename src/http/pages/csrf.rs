@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::super::cookies::{self, BROWSER_COOKIE, SESSION_COOKIE};
 use super::PageError;
-use crate::crypto::{self, SessionToken};
+use crate::flow::{Flow, SessionToken};
 use crate::http::AppState;
 
 /// What the forms of this browser are bound to, with a prefix per kind so the two kinds never collide.
@@ -34,7 +34,7 @@ fn binding(headers: &HeaderMap) -> Option<String> {
         .map(|value| format!("browser:{value}"))
 }
 
-/// What [`crypto::browser_secret`] makes: 43 base64url characters.
+/// What [`Flow::browser_secret`] makes: 43 base64url characters.
 fn well_formed(value: &str) -> bool {
     value.len() == 43
         && value
@@ -65,13 +65,13 @@ impl FromRequestParts<AppState> for FormToken {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         Ok(match binding(&parts.headers) {
             Some(binding) => Self {
-                token: state.keys.form_token(&binding),
+                token: state.flow.form_token(&binding),
                 new_cookie: None,
             },
             None => {
-                let secret = crypto::browser_secret();
+                let secret = Flow::browser_secret();
                 Self {
-                    token: state.keys.form_token(&format!("browser:{secret}")),
+                    token: state.flow.form_token(&format!("browser:{secret}")),
                     new_cookie: Some(cookies::browser(&state.web, &secret)),
                 }
             }
@@ -112,7 +112,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Protected<T> {
             .ok()
             .and_then(|field| field.csrf_token);
         let genuine = match (&binding, &token) {
-            (Some(binding), Some(token)) => state.keys.form_token_valid(binding, token),
+            (Some(binding), Some(token)) => state.flow.form_token_valid(binding, token),
             _ => false,
         };
         if !genuine {

@@ -12,6 +12,7 @@ mod problem;
 mod return_to;
 mod sign_in;
 mod templates;
+mod visitor;
 
 pub use problem::{render_problem, PageError};
 
@@ -54,6 +55,8 @@ pub(super) fn routes() -> Router<AppState> {
             get(account::totp_setup_page).post(account::totp_setup),
         )
         .route("/settings/security/totp/confirm", post(account::totp_confirm))
+        .route("/settings/security/step-up", post(account::step_up))
+        .route("/settings/security/step-up/sms", post(account::send_step_up_sms))
         .route("/settings/security/totp/remove", post(account::totp_remove))
         .route(
             "/settings/security/sms",

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::templates::{Layout, NotFoundPage, ProblemPage, ServerErrorPage, TooManyAttemptsPage};
 use super::{html, see_other, sentence};
-use crate::flow::{limits, FlowError};
+use crate::flow::{rules, FlowError};
 
 #[derive(Debug, Clone)]
 pub enum PageError {
@@ -28,6 +28,11 @@ pub enum PageError {
     Unavailable(String),
     /// Not a failure to show: the browser belongs elsewhere (signed out, pending, or its sign-in is too old).
     Redirect(String),
+    /// A form's body was not read: too large (413), too slow to arrive (408) or broken (400).
+    Body {
+        status: StatusCode,
+        message: &'static str,
+    },
 }
 
 impl From<FlowError> for PageError {
@@ -40,8 +45,10 @@ impl From<FlowError> for PageError {
             FlowError::Unauthenticated | FlowError::NoPendingLogin => Self::Redirect("/login".into()),
             // The security page explains why and offers to sign in again.
             FlowError::ReauthenticationRequired => Self::Redirect("/settings/security".into()),
+            // The security page asks "Confirm it's you" first.
+            FlowError::StepUpRequired => Self::Redirect("/settings/security?notice=confirm_first".into()),
             FlowError::RegistrationDisabled | FlowError::NoSuchUser(_) | FlowError::NoSuchSession(_) => Self::NotFound,
-            FlowError::Store(_) | FlowError::Hash(_) | FlowError::SecretUnreadable | FlowError::IllegalStep { .. } => {
+            FlowError::Store(_) | FlowError::Hash(_) | FlowError::SecretUnreadable | FlowError::IllegalStep(_) => {
                 tracing::error!(error = %error, "request failed");
                 Self::Internal
             }
@@ -72,6 +79,7 @@ impl PageError {
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Redirect(_) => StatusCode::SEE_OTHER,
+            Self::Body { status, .. } => *status,
         }
     }
 
@@ -95,7 +103,7 @@ impl PageError {
             Self::TooManyAttempts { retry_after, message } => {
                 let retry_after = retry_after.max(1);
                 // A lock that waits for an operator has a nominal Retry-After; a person should not wait for it.
-                let wait = (retry_after < limits::OPERATOR_LOCK_RETRY_AFTER).then(|| wait_text(retry_after));
+                let wait = (retry_after < rules::OPERATOR_LOCK_RETRY_AFTER).then(|| wait_text(retry_after));
                 let mut response = html(
                     status,
                     &TooManyAttemptsPage {
@@ -137,6 +145,13 @@ impl PageError {
                 &ProblemPage {
                     layout: layout("That did not work"),
                     message,
+                },
+            ),
+            Self::Body { message, .. } => html(
+                status,
+                &ProblemPage {
+                    layout: layout("That did not work"),
+                    message: message.into(),
                 },
             ),
         }
@@ -213,7 +228,7 @@ mod tests {
         assert_eq!(retry_after.as_deref(), Some("600"));
         assert!(body.contains("about 10 minutes"));
         let (_, retry_after, body) = shown(PageError::TooManyAttempts {
-            retry_after: limits::OPERATOR_LOCK_RETRY_AFTER,
+            retry_after: rules::OPERATOR_LOCK_RETRY_AFTER,
             message: "Locked.".into(),
         });
         assert!(retry_after.is_some());

@@ -10,11 +10,11 @@ use super::csrf::{FormToken, Protected};
 use super::problem::wait_text;
 use super::return_to::ReturnTo;
 use super::templates::{Layout, LoginPage, MethodChoice, RegisterPage, SecondStepPage};
+use super::visitor::Visitor;
 use super::{html, see_other, sentence, sms_code, with_cookie, with_retry_after, PageError, PageQuery};
-use crate::crypto::SessionToken;
-use crate::flow::{limits, FlowError, LoginOutcome, Method, PendingLogin};
+use crate::flow::{rules, FlowError, LoginOutcome, LoginState, Method, NotVerified, PendingAction, PendingLogin};
 use crate::http::cookies;
-use crate::http::extract::{Client, SessionCookie};
+use crate::http::extract::Client;
 use crate::http::AppState;
 
 /// Why the sign-in page is shown again; a closed list, so the query string cannot put words on the page.
@@ -115,18 +115,11 @@ fn layout(state: &AppState, form: &FormToken, title: &'static str) -> Layout {
 
 /// Where a browser that already has a session goes instead of a sign-in or registration page: a pending sign-in to
 /// its second step (the only page it may open), a signed-in one onward. `None` when it is signed out.
-async fn elsewhere(
-    state: &AppState,
-    token: Option<&SessionToken>,
-    return_to: Option<&ReturnTo>,
-) -> Result<Option<String>, PageError> {
-    if state.flow.pending_login(token).await?.is_some() {
-        return Ok(Some(ReturnTo::carried(return_to, "/login/2fa")));
-    }
-    match state.flow.session(token).await {
-        Ok(_) => Ok(Some(ReturnTo::or_home(return_to).to_owned())),
-        Err(FlowError::Unauthenticated) => Ok(None),
-        Err(error) => Err(error.into()),
+fn elsewhere(login: &LoginState, return_to: Option<&ReturnTo>) -> Option<String> {
+    match login {
+        LoginState::Pending(_) => Some(ReturnTo::carried(return_to, "/login/2fa")),
+        LoginState::SignedIn(_) => Some(ReturnTo::or_home(return_to).to_owned()),
+        LoginState::SignedOut => None,
     }
 }
 
@@ -153,12 +146,12 @@ fn login_view(state: &AppState, form: &FormToken, status: StatusCode, view: Logi
 
 pub async fn login_page(
     State(state): State<AppState>,
-    SessionCookie(token): SessionCookie,
+    Visitor(login): Visitor,
     form: FormToken,
     PageQuery(query): PageQuery<LoginQuery>,
 ) -> Result<Response, PageError> {
     let return_to = ReturnTo::from_field(query.return_to.as_deref());
-    if let Some(location) = elsewhere(&state, token.as_ref(), return_to.as_ref()).await? {
+    if let Some(location) = elsewhere(&login, return_to.as_ref()) {
         return Ok(see_other(&location));
     }
     Ok(login_view(
@@ -201,7 +194,7 @@ pub async fn login(
         ),
         Ok(LoginOutcome::SecondFactorRequired { token, .. }) => with_cookie(
             see_other(&ReturnTo::carried(return_to.as_ref(), "/login/2fa")),
-            cookies::session(&state.web, &token, limits::PENDING_SESSION_SECONDS),
+            cookies::session(&state.web, &token, rules::PENDING_SESSION_SECONDS),
         ),
         Err(error @ FlowError::InvalidCredentials) => refused(StatusCode::UNAUTHORIZED, error),
         // Only a username or password no account can have; saying so reveals nothing about accounts.
@@ -237,21 +230,20 @@ struct StepAnswer<'a> {
 
 async fn second_step_view(
     state: &AppState,
-    token: Option<&SessionToken>,
     form: &FormToken,
-    pending: PendingLogin,
+    pending: &PendingLogin,
     method: Method,
     answer: StepAnswer<'_>,
 ) -> Result<Response, PageError> {
     let sms = match method {
-        Method::Sms => state.flow.pending_sms(token).await?.map(sms_code),
+        Method::Sms => state.flow.pending_sms(pending).await?.map(sms_code),
         Method::Totp | Method::RecoveryCode => None,
     };
     let others = pending
-        .methods
-        .iter()
-        .filter(|&&other| other != method)
-        .map(|&other| MethodChoice {
+        .methods()
+        .into_iter()
+        .filter(|&other| other != method)
+        .map(|other| MethodChoice {
             label: method_label(other),
             href: second_step_location(answer.return_to, other),
         })
@@ -260,7 +252,7 @@ async fn second_step_view(
         answer.status,
         &SecondStepPage {
             layout: layout(state, form, "Two-step sign-in"),
-            username: pending.username,
+            username: pending.username().to_owned(),
             method,
             sms,
             others,
@@ -273,24 +265,24 @@ async fn second_step_view(
 
 /// The method asked for, if this sign-in can use it; else the first one it can.
 fn chosen_method(pending: &PendingLogin, asked: Option<&str>) -> Option<Method> {
+    let methods = pending.methods();
     asked
         .and_then(Method::parse)
-        .filter(|method| pending.methods.contains(method))
-        .or_else(|| pending.methods.first().copied())
+        .filter(|method| methods.contains(method))
+        .or_else(|| methods.first().copied())
 }
 
 pub async fn second_step_page(
     State(state): State<AppState>,
-    SessionCookie(token): SessionCookie,
+    Visitor(login): Visitor,
     form: FormToken,
     PageQuery(query): PageQuery<LoginQuery>,
 ) -> Result<Response, PageError> {
     let return_to = ReturnTo::from_field(query.return_to.as_deref());
-    let Some(pending) = state.flow.pending_login(token.as_ref()).await? else {
-        return Ok(match state.flow.session(token.as_ref()).await {
-            Ok(_) => see_other(ReturnTo::or_home(return_to.as_ref())),
-            Err(_) => see_other(&ReturnTo::carried(return_to.as_ref(), "/login")),
-        });
+    let pending = match login {
+        LoginState::Pending(pending) => pending,
+        LoginState::SignedIn(_) => return Ok(see_other(ReturnTo::or_home(return_to.as_ref()))),
+        LoginState::SignedOut => return Ok(see_other(&ReturnTo::carried(return_to.as_ref(), "/login"))),
     };
     // An operator removed the account's factors meanwhile: this sign-in cannot finish, so it starts over.
     let Some(method) = chosen_method(&pending, query.method.as_deref()) else {
@@ -305,41 +297,60 @@ pub async fn second_step_page(
         error: None,
         retry_after: None,
     };
-    second_step_view(&state, token.as_ref(), &form, pending, method, answer).await
+    second_step_view(&state, &form, &pending, method, answer).await
 }
 
 pub async fn second_step(
     State(state): State<AppState>,
     Client(who): Client,
-    SessionCookie(token): SessionCookie,
+    Visitor(login): Visitor,
     form: FormToken,
     Protected(body): Protected<CodeForm>,
 ) -> Result<Response, PageError> {
     let return_to = ReturnTo::from_field(body.return_to.as_deref());
-    let result = state
+    let expired = || see_other(&LoginNotice::Expired.location(return_to.as_ref()));
+    let LoginState::Pending(pending) = login else {
+        // When a double-click sent the code twice, the first answer may have set a full session's cookie, which is
+        // left alone: the sign-in page sends that one onward.
+        state.flow.without_pending(PendingAction::Verify, &who).await?;
+        return Ok(expired());
+    };
+    let (status, error, pending) = match state
         .flow
-        .verify_second_factor(token.as_ref(), &body.method, &body.code, &who)
-        .await;
-    let (status, error) = match result {
+        .verify_second_factor(pending, &body.method, &body.code, &who)
+        .await
+    {
         Ok(full) => {
             return Ok(with_cookie(
                 see_other(ReturnTo::or_home(return_to.as_ref())),
                 cookies::session(&state.web, &full, state.web.session_lifetime_seconds),
             ))
         }
-        Err(error @ FlowError::InvalidCode(_)) => (StatusCode::UNAUTHORIZED, error),
-        Err(error @ FlowError::BadRequest(_)) => (StatusCode::BAD_REQUEST, error),
-        // The cookie is left alone: when a double-click sent the code twice, the first answer may have set a full
-        // session's cookie, which clearing it here would throw away (the sign-in page sends that one onward).
-        Err(FlowError::NoPendingLogin) => return Ok(see_other(&LoginNotice::Expired.location(return_to.as_ref()))),
-        Err(error) => return Err(error.into()),
-    };
-    // A wrong code can have ended the sign-in (its last try): then it starts over from the password.
-    let Some(pending) = state.flow.pending_login(token.as_ref()).await? else {
-        return Ok(with_cookie(
-            see_other(&LoginNotice::TriesUsed.location(return_to.as_ref())),
-            cookies::cleared_session(&state.web),
-        ));
+        Err(NotVerified {
+            error: error @ (FlowError::InvalidCode(_) | FlowError::BadRequest(_)),
+            still_pending: Some(pending),
+        }) => {
+            let status = match error {
+                FlowError::BadRequest(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            (status, error, pending)
+        }
+        // A wrong code that was the sign-in's last try ended it: it starts over from the password.
+        Err(NotVerified {
+            error: FlowError::InvalidCode(_),
+            still_pending: None,
+        }) => {
+            return Ok(with_cookie(
+                see_other(&LoginNotice::TriesUsed.location(return_to.as_ref())),
+                cookies::cleared_session(&state.web),
+            ))
+        }
+        Err(NotVerified {
+            error: FlowError::NoPendingLogin,
+            ..
+        }) => return Ok(expired()),
+        Err(NotVerified { error, .. }) => return Err(error.into()),
     };
     let Some(method) = chosen_method(&pending, Some(&body.method)) else {
         return Ok(with_cookie(
@@ -353,7 +364,7 @@ pub async fn second_step(
         error: Some(sentence(&error.to_string())),
         retry_after: None,
     };
-    second_step_view(&state, token.as_ref(), &form, pending, method, answer).await
+    second_step_view(&state, &form, &pending, method, answer).await
 }
 
 /// "Send a code" and "Send a new code" on the second step: texts a code to the account's phone, then shows the code
@@ -362,20 +373,21 @@ pub async fn second_step(
 pub async fn send_sms(
     State(state): State<AppState>,
     Client(who): Client,
-    SessionCookie(token): SessionCookie,
+    Visitor(login): Visitor,
     form: FormToken,
     Protected(body): Protected<SendCodeForm>,
 ) -> Result<Response, PageError> {
     let return_to = ReturnTo::from_field(body.return_to.as_deref());
     let expired = || see_other(&LoginNotice::Expired.location(return_to.as_ref()));
-    let Some(pending) = state.flow.pending_login(token.as_ref()).await? else {
+    let LoginState::Pending(pending) = login else {
+        state.flow.without_pending(PendingAction::SendSms, &who).await?;
         return Ok(expired());
     };
-    let (status, error, retry_after) = match state.flow.send_login_sms(token.as_ref(), &who).await {
+    let (status, error, retry_after) = match state.flow.send_login_sms(&pending, &who).await {
         Ok(_) => return Ok(see_other(&second_step_location(return_to.as_ref(), Method::Sms))),
         Err(FlowError::NoPendingLogin) => return Ok(expired()),
         Err(FlowError::SmsUnavailable(_)) => {
-            let message = if pending.methods.len() > 1 {
+            let message = if pending.methods().len() > 1 {
                 "The text message could not be sent just now. Try again in a minute, or choose another way to sign \
                  in below."
             } else {
@@ -386,7 +398,7 @@ pub async fn send_sms(
         Err(error @ FlowError::TooManyAttempts { .. }) => {
             // The send limits (one code per 30 seconds, five an hour) are explained here, next to the code field; a
             // second factor locked by wrong codes refuses every method, so that gets the 429 page.
-            match state.flow.pending_sms(token.as_ref()).await? {
+            match state.flow.pending_sms(&pending).await? {
                 Some(sms) if sms.resend_in > 0 => {
                     let wait = wait_text(sms.resend_in);
                     let message = if sms.code_sent {
@@ -409,16 +421,16 @@ pub async fn send_sms(
         error: Some(error),
         retry_after,
     };
-    second_step_view(&state, token.as_ref(), &form, pending, method, answer).await
+    second_step_view(&state, &form, &pending, method, answer).await
 }
 
 pub async fn logout(
     State(state): State<AppState>,
     Client(who): Client,
-    SessionCookie(token): SessionCookie,
+    Visitor(login): Visitor,
     Protected(body): Protected<LogoutForm>,
 ) -> Result<Response, PageError> {
-    state.flow.logout(token.as_ref(), &who).await?;
+    state.flow.logout(login, &who).await?;
     let return_to = ReturnTo::from_field(body.return_to.as_deref());
     let notice = if return_to.is_some() {
         LoginNotice::SignInAgain
@@ -450,13 +462,13 @@ fn register_view(
 
 pub async fn register_page(
     State(state): State<AppState>,
-    SessionCookie(token): SessionCookie,
+    Visitor(login): Visitor,
     form: FormToken,
 ) -> Result<Response, PageError> {
     if !state.flow.allows_registration() {
         return Err(PageError::NotFound);
     }
-    if let Some(location) = elsewhere(&state, token.as_ref(), None).await? {
+    if let Some(location) = elsewhere(&login, None) {
         return Ok(see_other(&location));
     }
     Ok(register_view(&state, &form, StatusCode::OK, String::new(), None))
@@ -495,7 +507,7 @@ pub async fn register(
         ),
         LoginOutcome::SecondFactorRequired { token, .. } => with_cookie(
             see_other("/login/2fa"),
-            cookies::session(&state.web, &token, limits::PENDING_SESSION_SECONDS),
+            cookies::session(&state.web, &token, rules::PENDING_SESSION_SECONDS),
         ),
     })
 }

@@ -116,6 +116,11 @@ pub struct SecurityPage {
     pub recovery_codes_per_set: usize,
     /// Whether the sign-in is recent enough to change factors; if not, the page offers to sign in again.
     pub may_change: bool,
+    /// Whether a change needs "Confirm it's you" first (the account has a second factor and this session has not
+    /// proved one in the last 5 minutes); the page then asks for it and holds the change forms back.
+    pub needs_step_up: bool,
+    /// The text-message side of that confirmation, when the account has a phone.
+    pub step_up_sms: Option<SmsCode>,
     pub notice: Option<&'static str>,
     pub error: Option<String>,
 }

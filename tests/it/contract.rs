@@ -2,9 +2,7 @@
 //! plus the cross-cutting rules: cookie flags, the `Origin` check, error bodies for 404/405, what a pending session
 //! may not do, `Cache-Control`, and what the database holds instead of tokens and secrets.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::header::{COOKIE, ORIGIN};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -17,15 +15,6 @@ const EVIL_ORIGIN: &str = "https://evil.example";
 // ---------------------------------------------------------------------------------------------------------------
 // Local helpers
 // ---------------------------------------------------------------------------------------------------------------
-
-/// A 6-digit code that the authenticator would not show now, one step before or one step after.
-fn wrong_code(app: &TestApp, secret: &[u8]) -> String {
-    let valid: Vec<String> = (-1..=1).map(|offset| app.code(secret, offset)).collect();
-    (0..10)
-        .map(|d| d.to_string().repeat(6))
-        .find(|candidate| !valid.contains(candidate))
-        .expect("some repeated-digit code is not valid now")
-}
 
 async fn register(app: &TestApp, username: &str, password: &str) -> Resp {
     app.post(
@@ -43,15 +32,6 @@ async fn password_only_session(app: &TestApp, username: &str) -> String {
     assert_eq!(login.status, 200, "{login:?}");
     assert_eq!(login.body["status"], "authenticated", "{login:?}");
     login.cookie().expect("session cookie")
-}
-
-fn codes(resp: &Resp) -> Vec<String> {
-    resp.body["recovery_codes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("recovery_codes array in {resp:?}"))
-        .iter()
-        .map(|c| c.as_str().expect("code is a string").to_owned())
-        .collect()
 }
 
 /// `XXXX-XXXX-XXXX-XXXX` with base32 characters.
@@ -170,6 +150,30 @@ async fn register_refuses_a_taken_username_in_any_case() {
         .assert_error(409, "username_taken");
     // The original password still works: the refused registration changed nothing.
     assert_eq!(app.login("alice", PASSWORD).await.status, 200);
+}
+
+/// Registration is throttled per client address: each attempt costs a password hash and a refused one says whether
+/// a name is taken, so a client cannot probe names (or burn CPU) without limit.
+#[tokio::test]
+async fn register_is_throttled_per_client_address() {
+    let app = TestApp::spawn().await;
+    assert_eq!(register(&app, "alice", PASSWORD).await.status, 201);
+    for _ in 1..10 {
+        register(&app, "alice", PASSWORD)
+            .await
+            .assert_error(409, "username_taken");
+    }
+    let throttled = register(&app, "bob", PASSWORD).await;
+    throttled.assert_error(429, "too_many_attempts");
+    assert_retry_after(&throttled, 15 * 60);
+    let audited: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE event = 'register' AND outcome = 'throttled'")
+            .fetch_one(&app.db().await)
+            .await
+            .expect("audit");
+    assert_eq!(audited, 1);
+    app.advance(15 * 60);
+    assert_eq!(register(&app, "bob", PASSWORD).await.status, 201);
 }
 
 #[tokio::test]
@@ -323,7 +327,7 @@ async fn verify_refuses_a_wrong_code() {
     let app = TestApp::spawn().await;
     let user = app.enroll("alice").await;
     let pending = app.pending(&user).await;
-    let wrong = app.verify(&pending, "totp", &wrong_code(&app, &user.secret)).await;
+    let wrong = app.verify(&pending, "totp", &app.wrong_code(&user.secret)).await;
     wrong.assert_error(401, "invalid_2fa_code");
     assert!(wrong.cookie().unwrap_or_default().is_empty(), "{wrong:?}");
     // The pending session survives one wrong code.
@@ -361,7 +365,7 @@ async fn verify_without_a_pending_session_is_no_pending_login() {
 async fn verify_is_throttled_after_ten_wrong_codes() {
     let app = TestApp::spawn().await;
     let user = app.enroll("alice").await;
-    let wrong = wrong_code(&app, &user.secret);
+    let wrong = app.wrong_code(&user.secret);
     for _ in 0..2 {
         let pending = app.pending(&user).await;
         for _ in 0..5 {
@@ -653,7 +657,7 @@ async fn totp_confirm_returns_ten_recovery_codes_the_first_time() {
         )
         .await;
     assert_eq!(confirm.status, 200, "{confirm:?}");
-    assert_ten_distinct_codes(&codes(&confirm));
+    assert_ten_distinct_codes(&recovery_codes(&confirm));
     let status = app.get("/auth/2fa", Some(&cookie)).await;
     assert_eq!(
         status.body,
@@ -667,6 +671,7 @@ async fn totp_confirm_returns_ten_recovery_codes_the_first_time() {
 async fn totp_confirm_of_a_second_enrolment_keeps_the_recovery_codes() {
     let app = TestApp::spawn().await;
     let user = app.enroll("alice").await;
+    app.step_up(&user.cookie, &user.secret).await;
     let setup = app.post_empty("/auth/2fa/totp/setup", Some(&user.cookie)).await;
     assert_eq!(setup.status, 200, "{setup:?}");
     let new_secret = data_encoding::BASE32_NOPAD
@@ -707,7 +712,7 @@ async fn totp_confirm_refuses_a_wrong_code() {
     app.post(
         "/auth/2fa/totp/confirm",
         Some(&cookie),
-        json!({ "code": wrong_code(&app, &secret) }),
+        json!({ "code": app.wrong_code(&secret) }),
     )
     .await
     .assert_error(401, "invalid_2fa_code");
@@ -782,7 +787,7 @@ async fn totp_delete_refuses_a_wrong_code() {
     app.delete(
         "/auth/2fa/totp",
         Some(&user.cookie),
-        json!({ "code": wrong_code(&app, &user.secret) }),
+        json!({ "code": app.wrong_code(&user.secret) }),
     )
     .await
     .assert_error(401, "invalid_2fa_code");
@@ -826,9 +831,10 @@ async fn totp_delete_needs_a_session() {
 async fn recovery_codes_regenerate_kills_the_old_set() {
     let app = TestApp::spawn().await;
     let user = app.enroll("alice").await;
+    app.step_up(&user.cookie, &user.secret).await;
     let resp = app.post_empty("/auth/2fa/recovery-codes", Some(&user.cookie)).await;
     assert_eq!(resp.status, 200, "{resp:?}");
-    let fresh = codes(&resp);
+    let fresh = recovery_codes(&resp);
     assert_ten_distinct_codes(&fresh);
     assert!(fresh.iter().all(|c| !user.recovery_codes.contains(c)), "{fresh:?}");
 
@@ -1152,7 +1158,7 @@ async fn auth_responses_are_not_cached() {
     let login = app.login("alice", PASSWORD).await;
     let pending = login.cookie().expect("cookie");
     answers.push(login);
-    answers.push(app.verify(&pending, "totp", &wrong_code(&app, &user.secret)).await);
+    answers.push(app.verify(&pending, "totp", &app.wrong_code(&user.secret)).await);
     let verified = app.verify(&pending, "totp", &app.code(&user.secret, 0)).await;
     let full = verified.cookie().expect("cookie");
     answers.push(verified);
@@ -1240,6 +1246,7 @@ async fn database_does_not_hold_the_totp_secret_in_clear() {
     }
 
     // A secret being set up is sealed too.
+    app.step_up(&user.cookie, &user.secret).await;
     let setup = app.post_empty("/auth/2fa/totp/setup", Some(&user.cookie)).await;
     assert_eq!(setup.status, 200, "{setup:?}");
     let pending_base32 = setup.body["secret"].as_str().expect("secret").to_owned();

@@ -1,24 +1,13 @@
 //! Anti-replay of TOTP codes and recovery codes, the accepted drift window, and what a refused replay leaves
 //! behind: a notice at the next sign-in and an audit event.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures::future::join_all;
 use serde_json::{json, Value};
 
 /// The TOTP step the server clock is in.
 fn current_step(app: &TestApp) -> i64 {
     app.now().div_euclid(30)
-}
-
-/// A syntactically valid code that matches none of the steps t-1, t, t+1 for `secret`.
-fn wrong_code(app: &TestApp, secret: &[u8]) -> String {
-    let window = [app.code(secret, -1), app.code(secret, 0), app.code(secret, 1)];
-    (0..10)
-        .map(|n| format!("{n}{n}{n}{n}{n}{n}"))
-        .find(|candidate| !window.contains(candidate))
-        .expect("a wrong code")
 }
 
 async fn user_column(app: &TestApp, username: &str, column: &str) -> Option<i64> {
@@ -339,7 +328,7 @@ async fn a_refused_replay_is_noticed_at_the_next_sign_in() {
     app.verify(&pending, "totp", &used)
         .await
         .assert_error(401, "invalid_2fa_code");
-    app.verify(&pending, "totp", &wrong_code(&app, &user.secret))
+    app.verify(&pending, "totp", &app.wrong_code(&user.secret))
         .await
         .assert_error(401, "invalid_2fa_code");
     assert_eq!(
@@ -372,4 +361,59 @@ async fn a_refused_replay_is_noticed_at_the_next_sign_in() {
     // Shown once: the sign-in after that has nothing to report.
     let again = app.sign_in(&user).await;
     assert!(notices(&app, &again).await.is_empty());
+}
+
+/// A right password's session is pending or full according to the account's factors as they are when the session is
+/// created, not when the password check began: logins still hashing while the owner turns on an authenticator must
+/// not come out as live password-only sessions (an attacker with the password could keep such logins in flight, a
+/// right password refunding its throttle attempt). A login that finished before the enrolment committed got a full
+/// session, which the enrolment then ended with the account's other sessions; any other got a pending one.
+#[tokio::test]
+async fn logins_in_flight_during_an_enrolment_are_not_left_password_only() {
+    let app = TestApp::spawn().await;
+    app.add_user("alice", PASSWORD).await;
+    let owner = app.login("alice", PASSWORD).await.cookie().expect("owner's session");
+    let setup = app.post_empty("/auth/2fa/totp/setup", Some(&owner)).await;
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(setup.body["secret"].as_str().expect("secret").as_bytes())
+        .expect("base32");
+    // Eight logins queue for the hashing threads (one per core), so most are still hashing when the enrolment,
+    // which hashes nothing, commits.
+    let logins = (0..8)
+        .map(|_| {
+            let request = app
+                .http
+                .post(app.url("/auth/login"))
+                .json(&json!({ "username": "alice", "password": PASSWORD }));
+            tokio::spawn(read(request))
+        })
+        .collect::<Vec<_>>();
+    let confirm = app
+        .post(
+            "/auth/2fa/totp/confirm",
+            Some(&owner),
+            json!({ "code": app.code(&secret, 0) }),
+        )
+        .await;
+    assert_eq!(confirm.status, 200, "{confirm:?}");
+    let mut pending = 0;
+    for login in logins {
+        let answer = login.await.expect("join").expect("answer");
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let cookie = answer.cookie().expect("a session cookie");
+        match answer.body["status"].as_str() {
+            Some("2fa_required") => pending += 1,
+            Some("authenticated") => {
+                let session = app.get("/auth/session", Some(&cookie)).await;
+                session.assert_error(401, "unauthenticated");
+            }
+            other => panic!("login answered {other:?}"),
+        }
+    }
+    assert!(
+        pending > 0,
+        "no login was still hashing when the enrolment committed: the test proved nothing"
+    );
+    // The owner's own session, which enrolled, stays.
+    assert_eq!(app.get("/auth/session", Some(&owner)).await.status, 200);
 }

@@ -1,20 +1,9 @@
 //! Attempt limits, locks, throttles, re-authentication and session expiry, walked with the fixed clock.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const MINUTE: i64 = 60;
-
-/// A syntactically valid code that matches none of the steps t-1, t, t+1 for `secret`.
-fn wrong_code(app: &TestApp, secret: &[u8]) -> String {
-    let window = [app.code(secret, -1), app.code(secret, 0), app.code(secret, 1)];
-    (0..10)
-        .map(|n| format!("{n}{n}{n}{n}{n}{n}"))
-        .find(|candidate| !window.contains(candidate))
-        .expect("a wrong code")
-}
 
 /// A well-formed recovery code that is not one of the user's (base32: A-Z, 2-7).
 fn wrong_recovery_code(user: &Enrolled, n: usize) -> String {
@@ -73,7 +62,7 @@ async fn full_session(app: &TestApp, user: &Enrolled) -> String {
 async fn five_wrong_codes(app: &TestApp, user: &Enrolled) {
     let pending = app.pending(user).await;
     for _ in 0..5 {
-        let wrong = app.verify(&pending, "totp", &wrong_code(app, &user.secret)).await;
+        let wrong = app.verify(&pending, "totp", &app.wrong_code(&user.secret)).await;
         wrong.assert_error(401, "invalid_2fa_code");
     }
 }
@@ -107,13 +96,13 @@ async fn a_pending_session_gets_five_tries() {
     let pending = app.pending(&user).await;
 
     for left in (1..=4).rev() {
-        let wrong = app.verify(&pending, "totp", &wrong_code(&app, &user.secret)).await;
+        let wrong = app.verify(&pending, "totp", &app.wrong_code(&user.secret)).await;
         wrong.assert_error(401, "invalid_2fa_code");
         let message = wrong.body["message"].as_str().unwrap_or_default();
         assert!(message.contains("left"), "{message}");
         assert!(message.contains(&left.to_string()), "{left} tries left: {message}");
     }
-    let fifth = app.verify(&pending, "totp", &wrong_code(&app, &user.secret)).await;
+    let fifth = app.verify(&pending, "totp", &app.wrong_code(&user.secret)).await;
     fifth.assert_error(401, "invalid_2fa_code");
     let sixth = app.verify(&pending, "totp", &app.code(&user.secret, 0)).await;
     sixth.assert_error(401, "no_pending_login");
@@ -179,7 +168,7 @@ async fn totp_and_recovery_code_failures_share_the_count() {
         let pending = app.pending(&user).await;
         for _ in 0..5 {
             let wrong = if n % 2 == 0 {
-                app.verify(&pending, "totp", &wrong_code(&app, &user.secret)).await
+                app.verify(&pending, "totp", &app.wrong_code(&user.secret)).await
             } else {
                 app.verify(&pending, "recovery_code", &wrong_recovery_code(&user, n))
                     .await
@@ -205,7 +194,7 @@ async fn a_correct_password_does_not_reset_second_factor_failures() {
 
     let pending = app.pending(&user).await;
     for _ in 0..3 {
-        app.verify(&pending, "totp", &wrong_code(&app, &user.secret))
+        app.verify(&pending, "totp", &app.wrong_code(&user.secret))
             .await
             .assert_error(401, "invalid_2fa_code");
     }
@@ -213,7 +202,7 @@ async fn a_correct_password_does_not_reset_second_factor_failures() {
 
     let pending = app.pending(&user).await;
     assert_eq!(failures(&app, "erin").await, 3);
-    app.verify(&pending, "totp", &wrong_code(&app, &user.secret))
+    app.verify(&pending, "totp", &app.wrong_code(&user.secret))
         .await
         .assert_error(401, "invalid_2fa_code");
     assert_eq!(failures(&app, "erin").await, 4);
@@ -338,20 +327,72 @@ async fn password_attempts_are_throttled_per_client_address() {
     assert_eq!(ok.status, 200, "{ok:?}");
 }
 
+/// Behind a trusted proxy, the address is the proxy's client: what a client writes to the left of it, or a hop the
+/// proxy could not name (`unknown`, an obfuscated identifier, `ip:port`), never gives an attacker a fresh allowance.
+#[tokio::test]
+async fn spoofed_and_unparseable_forwarded_hops_do_not_escape_the_address_throttle() {
+    for client_hop in [
+        "unknown",
+        "_hidden",
+        "203.0.113.9:4711",
+        "[2001:db8::9]:443",
+        "203.0.113.9",
+    ] {
+        let app = TestApp::spawn_with(Options {
+            extra_env: vec![("TWOFOLD_TRUSTED_PROXIES".into(), "127.0.0.1".into())],
+            ..Options::default()
+        })
+        .await;
+        let login = |n: usize, username: String, password: &'static str| {
+            // Each try claims another origin to the left of what the proxy wrote.
+            let forwarded = format!("198.51.100.{}, {client_hop}", n % 250);
+            read(
+                app.http()
+                    .post(format!("{}/auth/login", app.base))
+                    .header("x-forwarded-for", forwarded)
+                    .json(&json!({ "username": username, "password": password })),
+            )
+        };
+        for n in 0..100 {
+            let answer = login(n, format!("nobody{}", n / 10), "not the password at all")
+                .await
+                .expect("an answer");
+            answer.assert_error(401, "invalid_credentials");
+        }
+        let throttled = login(100, "somebody-new".into(), "not the password at all")
+            .await
+            .expect("an answer");
+        throttled.assert_error(429, "too_many_attempts");
+        // The throttle is the client's, not the proxy's: another client behind it is not refused.
+        let other = read(
+            app.http()
+                .post(format!("{}/auth/login", app.base))
+                .header("x-forwarded-for", "192.0.2.77")
+                .json(&json!({ "username": "somebody-new", "password": "not the password at all" })),
+        )
+        .await
+        .expect("an answer");
+        other.assert_error(401, "invalid_credentials");
+    }
+}
+
 #[tokio::test]
 async fn changing_factors_needs_a_sign_in_under_fifteen_minutes_old() {
     let app = TestApp::spawn().await;
     let user = app.enroll("judy").await;
     let cookie = full_session(&app, &user).await;
+    app.advance(30);
+    app.step_up(&cookie, &user.secret).await;
 
     let setup = app.post_empty("/auth/2fa/totp/setup", Some(&cookie)).await;
     assert_eq!(setup.status, 200, "{setup:?}");
 
-    // Keep the session alive (idle < 30 min) while its sign-in ages.
-    app.advance(10 * MINUTE);
+    // Keep the session alive (idle < 30 min) while its sign-in ages, and its step-up (5 minutes) fresh.
+    app.advance(10 * MINUTE - 60);
     let alive = app.get("/auth/session", Some(&cookie)).await;
     assert_eq!(alive.status, 200, "{alive:?}");
-    app.advance(5 * MINUTE - 1);
+    app.step_up(&cookie, &user.secret).await;
+    app.advance(4 * MINUTE + 29);
     let setup = app.post_empty("/auth/2fa/totp/setup", Some(&cookie)).await;
     assert_eq!(setup.status, 200, "at 14:59: {setup:?}");
     app.advance(1);
@@ -385,9 +426,11 @@ async fn changing_factors_needs_a_sign_in_under_fifteen_minutes_old() {
     assert_eq!(status.body["totp"], true);
     assert_eq!(status.body["recovery_codes_left"], 10);
 
-    // A fresh sign-in fixes it.
+    // A fresh sign-in (and its step-up) fixes it.
     app.advance(30);
     let fresh = full_session(&app, &user).await;
+    app.advance(30);
+    app.step_up(&fresh, &user.secret).await;
     let setup = app.post_empty("/auth/2fa/totp/setup", Some(&fresh)).await;
     assert_eq!(setup.status, 200, "{setup:?}");
 }

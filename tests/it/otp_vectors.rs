@@ -5,7 +5,7 @@
 use serde_json::Value;
 use twofold::otp::*;
 
-const VECTORS: &str = include_str!("data/otp-test-vectors.json");
+const VECTORS: &str = include_str!("../data/otp-test-vectors.json");
 const SHA1_SEED: &[u8] = b"12345678901234567890";
 
 fn vectors(kind: &str) -> Vec<Value> {

@@ -3,24 +3,22 @@
 //! and service comes back by itself when the database does; killing an instance with SIGKILL mid-traffic loses and
 //! half-writes nothing.
 //!
-//! Part of the PostgreSQL half: they run when `TWOFOLD_TEST_DATABASE_URL` is set (as `.ci/run` does) and otherwise
-//! say they were skipped. They need PostgreSQL's server programs (`initdb`, `pg_ctl`).
-
-mod common;
+//! Part of the PostgreSQL half: they are ignored unless it runs them (with `TWOFOLD_TEST_DATABASE_URL` set, as
+//! `.ci/run` does). They need PostgreSQL's server programs (`initdb`, `pg_ctl`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::instances::*;
-use common::*;
+use crate::common::instances::*;
+use crate::common::*;
 use serde_json::json;
 
-fn wanted(test: &str) -> bool {
-    let wanted = postgres_test_url().is_some();
-    if !wanted {
-        eprintln!("{test}: skipped, it is part of the PostgreSQL half: set TWOFOLD_TEST_DATABASE_URL=postgres://... to run it");
-    }
-    wanted
+/// These tests are ignored unless the PostgreSQL half runs them; run on their own they say what they need.
+fn require_postgres_half() {
+    assert!(
+        postgres_test_url().is_some(),
+        "this test is part of the PostgreSQL half: set TWOFOLD_TEST_DATABASE_URL=postgres://..."
+    );
 }
 
 /// One answer seen by the traffic loop.
@@ -36,10 +34,9 @@ struct Sample {
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "PostgreSQL only: scripts/test runs it in its PostgreSQL half (TWOFOLD_TEST_DATABASE_URL set, --include-ignored)"]
 async fn a_database_outage_is_answered_503_and_service_returns_without_a_restart() {
-    if !wanted("a_database_outage_is_answered_503_and_service_returns_without_a_restart") {
-        return;
-    }
+    require_postgres_half();
     let postgres = tokio::task::spawn_blocking(PrivatePostgres::start).await.expect("join");
     let dir = tempfile::tempdir().expect("temporary folder");
     let key = dir.path().join("twofold.key");
@@ -52,7 +49,7 @@ async fn a_database_outage_is_answered_503_and_service_returns_without_a_restart
     );
     instance.ready().await;
     instance.register("erin").await;
-    let login = instance.login("erin").await;
+    let login = instance.login("erin", PASSWORD).await;
     let cookie = login.cookie().expect("session cookie");
 
     // Traffic from four clients: session checks (reads) and sign-ins (writes), over and over, until told to stop.
@@ -183,10 +180,13 @@ struct Acknowledged {
     cut_off: usize,
 }
 
-/// Registers, enrolls and signs in users (a TOTP code, then a recovery code) on `api` until it stops answering.
+/// Registers, enrolls and signs in users (a TOTP code, then a recovery code) on `api` until it stops answering. Each
+/// round comes from a client address of its own (through the trusted loopback proxy), so the per-address limits on
+/// registrations and password attempts never refuse the traffic the kill is to cut.
 async fn sign_up_and_in(api: Api, worker: usize, acknowledged: Arc<Mutex<Acknowledged>>) {
-    for round in 0.. {
+    for round in 0..65_536 {
         let username = format!("w{worker}r{round}");
+        let api = api.forwarded_for(&format!("10.{worker}.{}.{}", round / 256, round % 256));
         let step = async {
             let body = json!({ "username": username, "password": PASSWORD });
             api.try_post("/auth/register", None, Some(body.clone())).await?;
@@ -242,15 +242,15 @@ async fn sign_up_and_in(api: Api, worker: usize, acknowledged: Arc<Mutex<Acknowl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "PostgreSQL only: scripts/test runs it in its PostgreSQL half (TWOFOLD_TEST_DATABASE_URL set, --include-ignored)"]
 async fn killing_an_instance_mid_traffic_loses_and_half_writes_nothing() {
-    if !wanted("killing_an_instance_mid_traffic_loses_and_half_writes_nothing") {
-        return;
-    }
+    require_postgres_half();
     let postgres = tokio::task::spawn_blocking(PrivatePostgres::start).await.expect("join");
     let dir = tempfile::tempdir().expect("temporary folder");
     let key = dir.path().join("twofold.key");
-    let mut victim = Instance::spawn("victim", &postgres.url(), &key, dir.path(), &[]);
-    let mut survivor = Instance::spawn("survivor", &postgres.url(), &key, dir.path(), &[]);
+    let behind_proxy = [("TWOFOLD_TRUSTED_PROXIES", "127.0.0.1")];
+    let mut victim = Instance::spawn("victim", &postgres.url(), &key, dir.path(), &behind_proxy);
+    let mut survivor = Instance::spawn("survivor", &postgres.url(), &key, dir.path(), &behind_proxy);
     victim.ready().await;
     survivor.ready().await;
 
@@ -272,7 +272,7 @@ async fn killing_an_instance_mid_traffic_loses_and_half_writes_nothing() {
 
     // Nothing acknowledged is lost: the survivor sees every enrolment, session and used code.
     for user in &acknowledged.enrolled {
-        let login = survivor.login(&user.username).await;
+        let login = survivor.login(&user.username, PASSWORD).await;
         assert_eq!(
             login.body["status"], "2fa_required",
             "{} enrolled: {login:?}",

@@ -5,207 +5,14 @@
 //! use, binding to the pending session, the second-factor lock shared with TOTP, phone validation, and the audit
 //! trail (outcomes, and no phone number or code in it).
 
-mod common;
-
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::Router;
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 const PHONE: &str = "+15551234567";
 const MASKED: &str = "+1•••••67";
-
-// ---------------------------------------------------------------------------------------------------------------
-// The stand-in gateway
-// ---------------------------------------------------------------------------------------------------------------
-
-/// One request as the stand-in received it.
-#[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    path: String,
-    /// Header names in lower case.
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("JSON body in {self:?}"))
-    }
-
-    fn form(&self) -> Vec<(String, String)> {
-        url::form_urlencoded::parse(self.body.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect()
-    }
-
-    fn form_field(&self, name: &str) -> Option<String> {
-        self.form().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
-    }
-
-    /// The text of the message: `message` of the JSON body (http gateway) or the `Body` form field (Twilio).
-    fn message(&self) -> String {
-        if self
-            .header("content-type")
-            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
-        {
-            self.form_field("Body").expect("Body form field")
-        } else {
-            self.json()["message"].as_str().expect("message field").to_owned()
-        }
-    }
-
-    /// The 6-digit code in the message.
-    fn code(&self) -> String {
-        six_digits_in(&self.message()).unwrap_or_else(|| panic!("no 6-digit code in {self:?}"))
-    }
-}
-
-/// The first run of exactly 6 consecutive ASCII digits in `text`.
-fn six_digits_in(text: &str) -> Option<String> {
-    text.split(|c: char| !c.is_ascii_digit())
-        .find(|run| run.len() == 6)
-        .map(str::to_owned)
-}
-
-/// What the stand-in does with the next request.
-#[derive(Debug, Clone, Copy)]
-enum Behaviour {
-    /// Answer with this status at once.
-    Status(u16),
-    /// Wait, then answer 200.
-    Delay(Duration),
-}
-
-#[derive(Default)]
-struct Shared {
-    received: Mutex<Vec<Received>>,
-    script: Mutex<VecDeque<Behaviour>>,
-}
-
-struct Stand {
-    /// `http://127.0.0.1:PORT`, no trailing slash.
-    base: String,
-    shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-async fn answer(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let request = Received {
-        method: method.to_string(),
-        path: uri.path().to_owned(),
-        headers: headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_ascii_lowercase(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-    };
-    shared.received.lock().unwrap().push(request);
-    let next = shared.script.lock().unwrap().pop_front();
-    match next {
-        Some(Behaviour::Status(code)) => StatusCode::from_u16(code).expect("status code"),
-        Some(Behaviour::Delay(pause)) => {
-            tokio::time::sleep(pause).await;
-            StatusCode::OK
-        }
-        None => StatusCode::OK,
-    }
-}
-
-impl Stand {
-    /// Starts the stand-in on the test's runtime.
-    async fn start() -> Self {
-        let shared = Arc::new(Shared::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("stand-in port");
-        let addr = listener.local_addr().expect("stand-in address");
-        let router = Router::new().fallback(answer).with_state(shared.clone());
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-                .expect("stand-in server");
-        });
-        Self {
-            base: format!("http://{addr}"),
-            shared,
-            shutdown: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    /// The URL for the `http` gateway.
-    fn webhook_url(&self) -> String {
-        format!("{}/sms", self.base)
-    }
-
-    /// Queues behaviours for the next requests; once they are used up, the stand-in answers 200.
-    fn script(&self, behaviours: impl IntoIterator<Item = Behaviour>) {
-        self.shared.script.lock().unwrap().extend(behaviours);
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.shared.received.lock().unwrap().clone()
-    }
-
-    fn count(&self) -> usize {
-        self.shared.received.lock().unwrap().len()
-    }
-
-    fn last(&self) -> Received {
-        self.received()
-            .last()
-            .cloned()
-            .expect("the stand-in received a request")
-    }
-
-    /// The code in the last message received.
-    fn last_code(&self) -> String {
-        self.last().code()
-    }
-
-    /// Stops listening and closes its connections: from now on, connecting to its port is refused.
-    async fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("stand-in stopped");
-        }
-    }
-}
 
 /// A loopback URL where nothing listens.
 async fn dead_url() -> String {
@@ -272,15 +79,6 @@ fn assert_sent(resp: &Resp) {
     assert_eq!(resp.body, json!({ "expires_in": 300, "resend_after": 30 }), "{resp:?}");
 }
 
-fn codes(resp: &Resp) -> Vec<String> {
-    resp.body["recovery_codes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("recovery_codes array in {resp:?}"))
-        .iter()
-        .map(|c| c.as_str().expect("code is a string").to_owned())
-        .collect()
-}
-
 struct SmsUser {
     username: String,
     recovery_codes: Vec<String>,
@@ -295,7 +93,7 @@ async fn enroll_sms(app: &TestApp, stand: &Stand, username: &str) -> SmsUser {
     assert_eq!(stand.count(), before + 1, "one enrolment message");
     let confirm = sms_confirm(app, &cookie, &stand.last_code()).await;
     assert_eq!(confirm.status, 200, "{confirm:?}");
-    let recovery_codes = codes(&confirm);
+    let recovery_codes = recovery_codes(&confirm);
     assert_eq!(recovery_codes.len(), 10, "{confirm:?}");
     SmsUser {
         username: username.to_owned(),
@@ -388,7 +186,7 @@ async fn enrol_a_phone_and_sign_in_with_an_sms_code() {
 
     let confirm = sms_confirm(&app, &cookie, &enrol_message.code()).await;
     assert_eq!(confirm.status, 200, "{confirm:?}");
-    let recovery_codes = codes(&confirm);
+    let recovery_codes = recovery_codes(&confirm);
     assert_eq!(recovery_codes.len(), 10, "{confirm:?}");
 
     let status = app.get("/auth/2fa", Some(&cookie)).await;
@@ -557,7 +355,7 @@ async fn twilio_gateway_posts_a_form_with_basic_auth() {
 
     let confirm = sms_confirm(&app, &cookie, &code).await;
     assert_eq!(confirm.status, 200, "{confirm:?}");
-    assert_eq!(codes(&confirm).len(), 10);
+    assert_eq!(recovery_codes(&confirm).len(), 10);
 }
 
 #[tokio::test]
@@ -741,7 +539,7 @@ async fn an_enrolment_code_expires_after_five_minutes() {
     app.advance(299);
     let confirm = sms_confirm(&app, &cookie, &fresh).await;
     assert_eq!(confirm.status, 200, "{confirm:?}");
-    assert_eq!(codes(&confirm).len(), 10);
+    assert_eq!(recovery_codes(&confirm).len(), 10);
     let status = app.get("/auth/2fa", Some(&cookie)).await;
     assert_eq!(status.body["sms"], json!({ "phone": MASKED }), "{status:?}");
 }
@@ -875,6 +673,88 @@ async fn sends_are_limited_to_one_per_30_seconds_and_five_per_hour() {
     assert_eq!(stand.count(), 6);
 }
 
+/// Several accounts adding the same number cannot have it texted more than its own limits allow (2 a minute, 5 an
+/// hour, 10 a day), whichever account asks: SMS bombing, and the toll fraud of pumping texts to a number.
+#[tokio::test]
+async fn texts_to_one_number_are_limited_whichever_accounts_ask() {
+    let stand = Stand::start().await;
+    let app = spawn_http(&stand.webhook_url()).await;
+    let mut accounts = 0;
+    // Each time a new account, signed in just now, adds the same number.
+    let mut setup = || {
+        accounts += 1;
+        let username = format!("user{accounts}");
+        let app = &app;
+        async move {
+            let cookie = password_only_session(app, &username).await;
+            sms_setup(app, &cookie, PHONE).await
+        }
+    };
+    // A minute: two texts, then the number waits.
+    assert_sent(&setup().await);
+    assert_sent(&setup().await);
+    let third = setup().await;
+    third.assert_error(429, "too_many_attempts");
+    assert!((1..=60).contains(&retry_after(&third)), "{third:?}");
+    assert_eq!(stand.count(), 2, "a throttled text reaches no gateway");
+    // An hour: five.
+    app.advance(60);
+    assert_sent(&setup().await);
+    assert_sent(&setup().await);
+    app.advance(60);
+    assert_sent(&setup().await);
+    let sixth = setup().await;
+    sixth.assert_error(429, "too_many_attempts");
+    assert!(retry_after(&sixth) > 60, "waits for the hour: {sixth:?}");
+    assert_eq!(stand.count(), 5);
+    // A day: ten.
+    app.advance(3600);
+    for _ in 0..2 {
+        assert_sent(&setup().await);
+        assert_sent(&setup().await);
+        app.advance(60);
+    }
+    assert_sent(&setup().await);
+    app.advance(3600);
+    let eleventh = setup().await;
+    eleventh.assert_error(429, "too_many_attempts");
+    assert!(retry_after(&eleventh) > 3600, "waits for the day: {eleventh:?}");
+    assert_eq!(stand.count(), 10);
+    let throttled = outcomes(&app, "sms_setup")
+        .await
+        .iter()
+        .filter(|outcome| *outcome == "throttled")
+        .count();
+    assert_eq!(throttled, 3, "each refusal is audited");
+    // Another number is not held back by this one's limits.
+    let cookie = password_only_session(&app, "another").await;
+    assert_sent(&sms_setup(&app, &cookie, "+15557654321").await);
+}
+
+/// All texts together stay within `[sms] budget_per_hour`.
+#[tokio::test]
+async fn texts_stay_within_the_hourly_budget() {
+    let stand = Stand::start().await;
+    let mut env = http_env(&stand.webhook_url(), None);
+    env.push(("TWOFOLD_SMS__BUDGET_PER_HOUR".into(), "3".into()));
+    let app = TestApp::spawn_with(Options {
+        extra_env: env,
+        ..Default::default()
+    })
+    .await;
+    for n in 0..3 {
+        let cookie = password_only_session(&app, &format!("user{n}")).await;
+        assert_sent(&sms_setup(&app, &cookie, &format!("+1555000000{n}")).await);
+    }
+    let cookie = password_only_session(&app, "user3").await;
+    let over = sms_setup(&app, &cookie, "+15550000003").await;
+    over.assert_error(429, "too_many_attempts");
+    assert_eq!(stand.count(), 3);
+    app.advance(3600);
+    let cookie = password_only_session(&app, "user4").await;
+    assert_sent(&sms_setup(&app, &cookie, "+15550000004").await);
+}
+
 #[tokio::test]
 async fn a_send_the_gateway_did_not_accept_counts_toward_no_limit() {
     let stand = Stand::start().await;
@@ -922,12 +802,13 @@ async fn wrong_sms_and_totp_codes_share_the_ten_failure_lock() {
     let stand = Stand::start().await;
     let app = spawn_http(&stand.webhook_url()).await;
     let user = app.enroll("alice").await;
+    app.step_up(&user.cookie, &user.secret).await;
 
     // SMS as a second factor next to TOTP: no new recovery codes.
     assert_sent(&sms_setup(&app, &user.cookie, PHONE).await);
     let confirm = sms_confirm(&app, &user.cookie, &stand.last_code()).await;
     assert_eq!(confirm.status, 200, "{confirm:?}");
-    assert_eq!(codes(&confirm), Vec::<String>::new());
+    assert_eq!(recovery_codes(&confirm), Vec::<String>::new());
     app.advance(30);
 
     let login = app.login("alice", PASSWORD).await;
@@ -1123,9 +1004,9 @@ async fn each_sms_endpoint_takes_only_its_kind_of_session() {
     let sent = stand.count();
     app.advance(30);
 
-    // A full session cannot ask for a login code.
+    // A full session's text is a step-up code, so it needs a phone on the account.
     let full = password_only_session(&app, "bob").await;
-    sms_send(&app, &full).await.assert_error(401, "no_pending_login");
+    sms_send(&app, &full).await.assert_error(400, "bad_request");
 
     // A pending session cannot enrol a phone.
     let pending = pending(&app, &user.username).await;
@@ -1196,12 +1077,25 @@ async fn confirming_refuses_a_wrong_code_and_ends_other_sessions() {
     // The wrong try did not use up the code.
     let confirm = sms_confirm(&app, &cookie, &code).await;
     assert_eq!(confirm.status, 200, "{confirm:?}");
-    assert_eq!(codes(&confirm).len(), 10);
+    assert_eq!(recovery_codes(&confirm).len(), 10);
     app.get("/auth/session", Some(&other))
         .await
         .assert_error(401, "unauthenticated");
     assert_eq!(app.get("/auth/session", Some(&cookie)).await.status, 200);
-    // Used once: confirming again finds no phone being set up.
+    // The account has a factor now, so a further change needs a step-up first; after one (a recovery code here),
+    // the code is found used: no phone is being set up.
+    sms_confirm(&app, &cookie, &code)
+        .await
+        .assert_error(401, "step_up_required");
+    let recovery = recovery_codes(&confirm)[0].clone();
+    let stepped = app
+        .post(
+            "/auth/step-up",
+            Some(&cookie),
+            json!({ "method": "recovery_code", "code": recovery }),
+        )
+        .await;
+    assert_eq!(stepped.status, 204, "{stepped:?}");
     sms_confirm(&app, &cookie, &code).await.assert_error(400, "bad_request");
 }
 
@@ -1383,4 +1277,47 @@ async fn a_redirect_is_not_an_acceptance() {
         trail == ["gateway_refused"] || trail == ["gateway_unavailable"],
         "{trail:?}"
     );
+}
+
+/// A signed-in session asks `POST /auth/2fa/sms/send` for a step-up code; the login's code is no step-up, and a
+/// step-up code signs no one in.
+#[tokio::test]
+async fn a_text_steps_up_a_signed_in_session_and_nothing_else() {
+    let stand = Stand::start().await;
+    let app = spawn_http(&stand.webhook_url()).await;
+    let user = enroll_sms(&app, &stand, "alice").await;
+    app.advance(30);
+    let pending_login = pending(&app, &user.username).await;
+    assert_sent(&sms_send(&app, &pending_login).await);
+    let login_code = stand.last_code();
+    let signed_in = app.verify(&pending_login, "sms", &login_code).await;
+    assert_eq!(signed_in.status, 200, "{signed_in:?}");
+    let cookie = signed_in.cookie().expect("full session");
+
+    app.post_empty("/auth/2fa/totp/setup", Some(&cookie))
+        .await
+        .assert_error(401, "step_up_required");
+    let step_up = |code: String| {
+        let app = &app;
+        let cookie = cookie.clone();
+        async move {
+            app.post("/auth/step-up", Some(&cookie), json!({ "method": "sms", "code": code }))
+                .await
+        }
+    };
+    step_up(login_code).await.assert_error(401, "invalid_2fa_code");
+
+    app.advance(30);
+    assert_sent(&sms_send(&app, &cookie).await);
+    let step_up_code = stand.last_code();
+    // Sent for this session's step-up: another pending sign-in cannot use it.
+    let other_login = pending(&app, &user.username).await;
+    app.verify(&other_login, "sms", &step_up_code)
+        .await
+        .assert_error(401, "invalid_2fa_code");
+    let stepped = step_up(step_up_code.clone()).await;
+    assert_eq!(stepped.status, 204, "{stepped:?}");
+    step_up(step_up_code).await.assert_error(401, "invalid_2fa_code");
+    let setup = app.post_empty("/auth/2fa/totp/setup", Some(&cookie)).await;
+    assert_eq!(setup.status, 200, "{setup:?}");
 }

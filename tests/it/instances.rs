@@ -4,25 +4,19 @@
 //! and SMS send limits are counted across instances. Also the start-up messages for a database that cannot be reached
 //! or is newer than the binary.
 //!
-//! All but the unreachable-database test need PostgreSQL: they run when `TWOFOLD_TEST_DATABASE_URL` is set (as
-//! `.ci/run` does) and otherwise say they were skipped.
-
-mod common;
+//! All but the unreachable-database test need PostgreSQL: they are ignored unless the PostgreSQL half runs them (with
+//! `TWOFOLD_TEST_DATABASE_URL` set, as `.ci/run` does).
 
 use std::path::Path;
 
-use common::instances::*;
-use common::*;
+use crate::common::instances::*;
+use crate::common::*;
 use futures::future::join_all;
 use serde_json::json;
 
-/// The test database's URL, or `None` after saying why the test is skipped.
-fn postgres(test: &str) -> Option<String> {
-    let url = postgres_test_url();
-    if url.is_none() {
-        eprintln!("{test}: skipped, it needs PostgreSQL: set TWOFOLD_TEST_DATABASE_URL=postgres://... to run it");
-    }
-    url
+/// The test database's URL; these tests are ignored unless the PostgreSQL half runs them.
+fn postgres() -> String {
+    postgres_test_url().expect("this test needs PostgreSQL: set TWOFOLD_TEST_DATABASE_URL=postgres://...")
 }
 
 /// Instances A and B, started together on a fresh schema (so they race to migrate it) with one shared key file.
@@ -40,10 +34,9 @@ async fn two_instances_with(schema: &PgSchema, dir: &Path, env: &[(&str, &str)])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "PostgreSQL only: scripts/test runs it in its PostgreSQL half (TWOFOLD_TEST_DATABASE_URL set, --include-ignored)"]
 async fn a_sign_in_started_on_one_instance_finishes_on_the_other() {
-    let Some(url) = postgres("a_sign_in_started_on_one_instance_finishes_on_the_other") else {
-        return;
-    };
+    let url = postgres();
     let schema = PgSchema::create(&url).await;
     let dir = tempfile::tempdir().expect("temporary folder");
     let (a, b) = two_instances(&schema, dir.path()).await;
@@ -77,23 +70,22 @@ async fn a_sign_in_started_on_one_instance_finishes_on_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "PostgreSQL only: scripts/test runs it in its PostgreSQL half (TWOFOLD_TEST_DATABASE_URL set, --include-ignored)"]
 async fn a_logout_on_one_instance_ends_the_session_on_all() {
-    let Some(url) = postgres("a_logout_on_one_instance_ends_the_session_on_all") else {
-        return;
-    };
+    let url = postgres();
     let schema = PgSchema::create(&url).await;
     let dir = tempfile::tempdir().expect("temporary folder");
     // Without the session cache: a logout anywhere ends the session everywhere at once. (With it, instances that
     // checked the session in the last `session_cache` may accept it that much longer: tests/cli.rs.)
     let (a, b) = two_instances_with(&schema, dir.path(), &[("TWOFOLD_SESSION_CACHE", "0s")]).await;
     a.register("bob").await;
-    let login = a.login("bob").await;
+    let login = a.login("bob", PASSWORD).await;
     assert_eq!(login.body["status"], "authenticated", "{login:?}");
     let cookie = login.cookie().expect("session cookie");
     assert_eq!(a.get("/auth/session", Some(&cookie)).await.status, 200);
     assert_eq!(b.get("/auth/session", Some(&cookie)).await.status, 200);
 
-    let logout = b.post("/auth/logout", Some(&cookie), None).await;
+    let logout = b.post_empty("/auth/logout", Some(&cookie)).await;
     assert_eq!(logout.status, 204, "{logout:?}");
     a.get("/auth/session", Some(&cookie))
         .await
@@ -104,10 +96,9 @@ async fn a_logout_on_one_instance_ends_the_session_on_all() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "PostgreSQL only: scripts/test runs it in its PostgreSQL half (TWOFOLD_TEST_DATABASE_URL set, --include-ignored)"]
 async fn one_code_racing_on_two_instances_is_accepted_once() {
-    let Some(url) = postgres("one_code_racing_on_two_instances_is_accepted_once") else {
-        return;
-    };
+    let url = postgres();
     let schema = PgSchema::create(&url).await;
     let dir = tempfile::tempdir().expect("temporary folder");
     let (a, b) = two_instances(&schema, dir.path()).await;
@@ -156,10 +147,9 @@ async fn one_code_racing_on_two_instances_is_accepted_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "PostgreSQL only: scripts/test runs it in its PostgreSQL half (TWOFOLD_TEST_DATABASE_URL set, --include-ignored)"]
 async fn five_wrong_codes_split_between_instances_end_the_pending_session() {
-    let Some(url) = postgres("five_wrong_codes_split_between_instances_end_the_pending_session") else {
-        return;
-    };
+    let url = postgres();
     let schema = PgSchema::create(&url).await;
     let dir = tempfile::tempdir().expect("temporary folder");
     let (a, b) = two_instances(&schema, dir.path()).await;
@@ -200,10 +190,9 @@ async fn five_wrong_codes_split_between_instances_end_the_pending_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "PostgreSQL only: scripts/test runs it in its PostgreSQL half (TWOFOLD_TEST_DATABASE_URL set, --include-ignored)"]
 async fn the_password_throttle_and_the_account_lock_hold_across_instances() {
-    let Some(url) = postgres("the_password_throttle_and_the_account_lock_hold_across_instances") else {
-        return;
-    };
+    let url = postgres();
     let schema = PgSchema::create(&url).await;
     let dir = tempfile::tempdir().expect("temporary folder");
     let (a, b) = two_instances(&schema, dir.path()).await;
@@ -237,12 +226,12 @@ async fn the_password_throttle_and_the_account_lock_hold_across_instances() {
     let wrong_password = json!({ "username": "grace", "password": "not the password at all" });
     for instance in [&a, &b].into_iter().cycle().take(10) {
         instance
-            .post("/auth/login", None, Some(wrong_password.clone()))
+            .post("/auth/login", None, wrong_password.clone())
             .await
             .assert_error(401, "invalid_credentials");
     }
     for instance in [&a, &b] {
-        let throttled = instance.login("grace").await;
+        let throttled = instance.login("grace", PASSWORD).await;
         throttled.assert_error(429, "too_many_attempts");
         assert!(throttled.header("retry-after").is_some(), "{throttled:?}");
     }
@@ -258,34 +247,33 @@ fn last_sms_code(log: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "PostgreSQL only: scripts/test runs it in its PostgreSQL half (TWOFOLD_TEST_DATABASE_URL set, --include-ignored)"]
 async fn sms_codes_and_send_limits_are_shared_between_instances() {
-    let Some(url) = postgres("sms_codes_and_send_limits_are_shared_between_instances") else {
-        return;
-    };
+    let url = postgres();
     let schema = PgSchema::create(&url).await;
     let dir = tempfile::tempdir().expect("temporary folder");
     let (a, b) = two_instances_with(&schema, dir.path(), &[("TWOFOLD_SMS__GATEWAY", "console")]).await;
     a.register("erin").await;
-    let cookie = a.login("erin").await.cookie().expect("session cookie");
+    let cookie = a.login("erin", PASSWORD).await.cookie().expect("session cookie");
     let phone = json!({ "phone": "+15551234567" });
 
-    let setup = a.post("/auth/2fa/sms/setup", Some(&cookie), Some(phone.clone())).await;
+    let setup = a.post("/auth/2fa/sms/setup", Some(&cookie), phone.clone()).await;
     assert_eq!(setup.status, 202, "{setup:?}");
     let code = last_sms_code(&a.log()).expect("the console gateway logged the code");
     // One send per 30 s per user, whichever instance is asked.
-    let again = b.post("/auth/2fa/sms/setup", Some(&cookie), Some(phone)).await;
+    let again = b.post("/auth/2fa/sms/setup", Some(&cookie), phone).await;
     again.assert_error(429, "too_many_attempts");
     assert!(again.header("retry-after").is_some(), "{again:?}");
     // The code sent through A confirms the phone on B.
     let confirm = b
-        .post("/auth/2fa/sms/confirm", Some(&cookie), Some(json!({ "code": code })))
+        .post("/auth/2fa/sms/confirm", Some(&cookie), json!({ "code": code }))
         .await;
     assert_eq!(confirm.status, 200, "{confirm:?}");
     assert_eq!(confirm.body["recovery_codes"].as_array().map(Vec::len), Some(10));
-    let login = b.login("erin").await;
+    let login = b.login("erin", PASSWORD).await;
     assert_eq!(login.body["methods"], json!(["sms", "recovery_code"]), "{login:?}");
     let pending = login.cookie().expect("pending cookie");
-    a.post("/auth/2fa/sms/send", Some(&pending), None)
+    a.post_empty("/auth/2fa/sms/send", Some(&pending))
         .await
         .assert_error(429, "too_many_attempts");
     // And a code used once is gone on both: the enrolment code is no login code.
@@ -309,10 +297,9 @@ async fn an_unreachable_database_stops_the_start_with_a_clear_message() {
 }
 
 #[tokio::test]
+#[ignore = "PostgreSQL only: scripts/test runs it in its PostgreSQL half (TWOFOLD_TEST_DATABASE_URL set, --include-ignored)"]
 async fn a_schema_newer_than_the_binary_stops_the_start_with_a_clear_message() {
-    let Some(url) = postgres("a_schema_newer_than_the_binary_stops_the_start_with_a_clear_message") else {
-        return;
-    };
+    let url = postgres();
     let schema = PgSchema::create(&url).await;
     let dir = tempfile::tempdir().expect("temporary folder");
     let key = dir.path().join("twofold.key");
@@ -339,6 +326,11 @@ async fn a_schema_newer_than_the_binary_stops_the_start_with_a_clear_message() {
     );
     let known = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
         .expect("migrations")
-        .count();
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.split('_').next()?.parse::<i64>().ok()
+        })
+        .max()
+        .expect("a numbered migration");
     assert!(log.contains(&format!("(up to {known})")), "{log}");
 }

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::header::COOKIE;
+use reqwest::Method;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use super::{read, Resp, PASSWORD};
+use super::{read, recovery_codes, Client, Resp, PASSWORD};
 
 /// The TOTP step of the wall clock now.
 pub fn current_step() -> i64 {
@@ -138,29 +138,50 @@ impl Instance {
     }
 }
 
-impl Api {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+impl Client for Api {
+    fn base(&self) -> &str {
+        &self.base
     }
 
-    fn with_cookie(&self, request: reqwest::RequestBuilder, cookie: Option<&str>) -> reqwest::RequestBuilder {
-        match cookie {
-            Some(value) => request.header(COOKIE, format!("twofold_session={value}")),
-            None => request,
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn now(&self) -> i64 {
+        current_step() * 30
+    }
+}
+
+impl Api {
+    /// This API as a trusting instance sees it behind a proxy that forwards for `client`: its own client, whose
+    /// requests all say `X-Forwarded-For: client`.
+    pub fn forwarded_for(&self, client: &str) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", client.parse().expect("an address header"));
+        Api {
+            name: self.name.clone(),
+            base: self.base.clone(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .default_headers(headers)
+                .build()
+                .expect("client"),
         }
     }
 
+    /// A GET whose failure to connect is the test's to judge (an instance killed or a database down).
     pub async fn try_get(&self, path: &str, cookie: Option<&str>) -> Result<Resp, reqwest::Error> {
-        read(self.with_cookie(self.http.get(self.url(path)), cookie)).await
+        read(self.request(Method::GET, path, cookie)).await
     }
 
+    /// As [`Api::try_get`], for a POST with an optional JSON body.
     pub async fn try_post(
         &self,
         path: &str,
         cookie: Option<&str>,
         body: Option<Value>,
     ) -> Result<Resp, reqwest::Error> {
-        let request = self.with_cookie(self.http.post(self.url(path)), cookie);
+        let request = self.request(Method::POST, path, cookie);
         read(match body {
             Some(body) => request.json(&body),
             None => request,
@@ -168,55 +189,28 @@ impl Api {
         .await
     }
 
-    pub async fn get(&self, path: &str, cookie: Option<&str>) -> Resp {
-        self.try_get(path, cookie)
-            .await
-            .unwrap_or_else(|e| panic!("GET {path} on {}: {e}", self.name))
-    }
-
-    pub async fn post(&self, path: &str, cookie: Option<&str>, body: Option<Value>) -> Resp {
-        self.try_post(path, cookie, body)
-            .await
-            .unwrap_or_else(|e| panic!("POST {path} on {}: {e}", self.name))
-    }
-
     pub async fn register(&self, username: &str) {
         let body = json!({ "username": username, "password": PASSWORD });
-        let registered = self.post("/auth/register", None, Some(body)).await;
+        let registered = self.post("/auth/register", None, body).await;
         assert_eq!(registered.status, 201, "{registered:?}");
-    }
-
-    pub async fn login(&self, username: &str) -> Resp {
-        let body = json!({ "username": username, "password": PASSWORD });
-        self.post("/auth/login", None, Some(body)).await
-    }
-
-    pub async fn verify(&self, cookie: &str, method: &str, code: &str) -> Resp {
-        let body = json!({ "method": method, "code": code });
-        self.post("/auth/verify-2fa", Some(cookie), Some(body)).await
     }
 
     /// Registers `username` and sets up and confirms an authenticator app, all on this instance.
     pub async fn enroll(&self, username: &str) -> RealUser {
         self.register(username).await;
-        let login = self.login(username).await;
+        let login = self.login(username, PASSWORD).await;
         assert_eq!(login.body["status"], "authenticated", "{login:?}");
         let cookie = login.cookie().expect("session cookie");
-        let setup = self.post("/auth/2fa/totp/setup", Some(&cookie), None).await;
+        let setup = self.post_empty("/auth/2fa/totp/setup", Some(&cookie)).await;
         assert_eq!(setup.status, 200, "{setup:?}");
         let secret = data_encoding::BASE32_NOPAD
             .decode(setup.body["secret"].as_str().expect("secret").as_bytes())
             .expect("base32 secret");
         let step = current_step();
         let body = json!({ "code": code_at_step(&secret, step) });
-        let confirm = self.post("/auth/2fa/totp/confirm", Some(&cookie), Some(body)).await;
+        let confirm = self.post("/auth/2fa/totp/confirm", Some(&cookie), body).await;
         assert_eq!(confirm.status, 200, "{confirm:?}");
-        let recovery_codes = confirm.body["recovery_codes"]
-            .as_array()
-            .expect("recovery codes")
-            .iter()
-            .map(|code| code.as_str().expect("code").to_owned())
-            .collect();
+        let recovery_codes = recovery_codes(&confirm);
         RealUser {
             username: username.to_owned(),
             secret,
@@ -227,7 +221,7 @@ impl Api {
 
     /// The password step for an enrolled user; the pending session's cookie.
     pub async fn pending(&self, username: &str) -> String {
-        let login = self.login(username).await;
+        let login = self.login(username, PASSWORD).await;
         assert_eq!(login.body["status"], "2fa_required", "{login:?}");
         login.cookie().expect("pending cookie")
     }

@@ -8,14 +8,19 @@
 //! was stored through [`TestApp::db`] (an `AnyPool`, the same SQL for both) and [`TestApp::rows`].
 #![allow(dead_code)]
 
+mod client;
 pub mod instances;
+mod stand;
+
+pub use client::{recovery_codes, Client};
+pub use stand::{six_digits_in, Behaviour, Received, Stand};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use reqwest::header::{HeaderMap, CONTENT_TYPE, SET_COOKIE};
 use serde_json::{json, Value};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Connection, Row};
@@ -266,6 +271,21 @@ pub struct Enrolled {
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// The Python interpreter of the test virtual environment: `TWOFOLD_TEST_PYTHON`, else `.venv/bin/python` in the
+/// crate. Fails, rather than skipping, when neither exists.
+pub fn python() -> PathBuf {
+    let from_env = std::env::var_os("TWOFOLD_TEST_PYTHON").map(PathBuf::from);
+    let default = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let candidate = from_env.unwrap_or(default);
+    assert!(
+        candidate.exists(),
+        "no Python interpreter at {}: run scripts/test, which creates .venv with the packages in \
+         tests/requirements.txt (or set TWOFOLD_TEST_PYTHON to a Python with the packages of tests/requirements.txt)",
+        candidate.display()
+    );
+    candidate
+}
+
 /// Sends a request and reads the whole answer; an error only when no answer came (connection refused or cut).
 pub async fn read(request: reqwest::RequestBuilder) -> Result<Resp, reqwest::Error> {
     let response = request.send().await?;
@@ -279,6 +299,20 @@ pub async fn read(request: reqwest::RequestBuilder) -> Result<Resp, reqwest::Err
         text,
         body,
     })
+}
+
+impl Client for TestApp {
+    fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
 }
 
 impl TestApp {
@@ -321,7 +355,8 @@ impl TestApp {
                 .build()
                 .expect("server runtime");
             runtime.block_on(async move {
-                let state = twofold::app::build(&config, server_clock).await.expect("server state");
+                let server = twofold::app::build(&config, server_clock).await.expect("server state");
+                let state = server.state.clone();
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
                 let addr = listener.local_addr().expect("address");
                 ready_tx
@@ -330,7 +365,7 @@ impl TestApp {
                 let shutdown = async {
                     let _ = shutdown_rx.await;
                 };
-                twofold::app::serve(state, listener, shutdown).await.expect("server");
+                twofold::app::serve(server, listener, shutdown).await.expect("server");
             });
         });
         let (addr, state, runtime) = tokio::task::spawn_blocking(move || ready_rx.recv().expect("server started"))
@@ -356,54 +391,14 @@ impl TestApp {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    pub fn now(&self) -> i64 {
-        self.clock.now().unix_timestamp()
-    }
-
     pub fn advance(&self, seconds: i64) {
         self.clock.advance(Duration::seconds(seconds));
-    }
-
-    /// Sends any request and reads the whole answer.
-    pub async fn send(&self, request: reqwest::RequestBuilder) -> Resp {
-        read(request).await.expect("request sent")
-    }
-
-    fn with_cookie(&self, request: reqwest::RequestBuilder, cookie: Option<&str>) -> reqwest::RequestBuilder {
-        match cookie {
-            Some(value) => request.header(COOKIE, format!("twofold_session={value}")),
-            None => request,
-        }
-    }
-
-    pub async fn get(&self, path: &str, cookie: Option<&str>) -> Resp {
-        self.send(self.with_cookie(self.http.get(self.url(path)), cookie)).await
-    }
-
-    pub async fn post(&self, path: &str, cookie: Option<&str>, body: Value) -> Resp {
-        self.send(self.with_cookie(self.http.post(self.url(path)), cookie).json(&body))
-            .await
-    }
-
-    /// A POST with no body at all (logout, setup, recovery codes).
-    pub async fn post_empty(&self, path: &str, cookie: Option<&str>) -> Resp {
-        self.send(self.with_cookie(self.http.post(self.url(path)), cookie))
-            .await
-    }
-
-    pub async fn delete(&self, path: &str, cookie: Option<&str>, body: Value) -> Resp {
-        self.send(self.with_cookie(self.http.delete(self.url(path)), cookie).json(&body))
-            .await
     }
 
     /// A POST with a raw body and content type, for malformed input.
     pub async fn post_raw(&self, path: &str, cookie: Option<&str>, content_type: &str, body: Vec<u8>) -> Resp {
         self.send(
-            self.with_cookie(self.http.post(self.url(path)), cookie)
+            self.request(reqwest::Method::POST, path, cookie)
                 .header(CONTENT_TYPE, content_type)
                 .body(body),
         )
@@ -432,21 +427,6 @@ impl TestApp {
             .expect("user added");
     }
 
-    pub async fn login(&self, username: &str, password: &str) -> Resp {
-        self.post(
-            "/auth/login",
-            None,
-            json!({ "username": username, "password": password }),
-        )
-        .await
-    }
-
-    /// The current TOTP code for `secret` on the server's clock, `offset` steps away.
-    pub fn code(&self, secret: &[u8], offset: i64) -> String {
-        let at = self.now() + offset * 30;
-        twofold::otp::totp(secret, at as u64, 30, 6, twofold::otp::Algorithm::Sha1)
-    }
-
     /// Adds `username`, signs in, sets up and confirms an authenticator app, then moves the clock to the next TOTP
     /// step so the code used to confirm is behind. Returns the secret and the first recovery codes.
     pub async fn enroll(&self, username: &str) -> Enrolled {
@@ -468,12 +448,7 @@ impl TestApp {
             )
             .await;
         assert_eq!(confirm.status, 200, "{confirm:?}");
-        let recovery_codes = confirm.body["recovery_codes"]
-            .as_array()
-            .expect("recovery codes")
-            .iter()
-            .map(|c| c.as_str().expect("code").to_owned())
-            .collect();
+        let recovery_codes = recovery_codes(&confirm);
         self.advance(30);
         Enrolled {
             username: username.to_owned(),
@@ -492,15 +467,6 @@ impl TestApp {
         login.cookie().expect("pending cookie")
     }
 
-    pub async fn verify(&self, cookie: &str, method: &str, code: &str) -> Resp {
-        self.post(
-            "/auth/verify-2fa",
-            Some(cookie),
-            json!({ "method": method, "code": code }),
-        )
-        .await
-    }
-
     /// Both steps with the current TOTP code, then the clock moves one step on; returns the full session cookie.
     pub async fn sign_in(&self, user: &Enrolled) -> String {
         let pending = self.pending(user).await;
@@ -508,6 +474,20 @@ impl TestApp {
         assert_eq!(verified.status, 200, "{verified:?}");
         self.advance(30);
         verified.cookie().expect("full session cookie")
+    }
+
+    /// A step-up on `cookie` with the current code of `secret`, so the session may change the account's factors for
+    /// 5 minutes; then the clock moves one step on, so the next code is a new one.
+    pub async fn step_up(&self, cookie: &str, secret: &[u8]) {
+        let stepped = self
+            .post(
+                "/auth/step-up",
+                Some(cookie),
+                json!({ "method": "totp", "code": self.code(secret, 0) }),
+            )
+            .await;
+        assert_eq!(stepped.status, 204, "{stepped:?}");
+        self.advance(30);
     }
 
     /// Whether this test runs on PostgreSQL.

@@ -2,9 +2,7 @@
 //! reveals edits, insertions and deletions, filters, retention, diagrams, operator commands, and the service
 //! endpoints (health, readiness, Prometheus metrics).
 
-mod common;
-
-use common::{Options, TestApp, PASSWORD};
+use crate::common::{Client, Options, Stand, TestApp, PASSWORD};
 use serde_json::Value;
 
 /// The audit rows of one flow, oldest first, as (event, method, outcome).
@@ -92,16 +90,17 @@ async fn a_totp_login_is_one_flow_of_events_without_secrets() {
 
 #[tokio::test]
 async fn an_sms_login_is_one_flow_and_the_phone_never_appears() {
-    let (gateway, texts) = stand_in_gateway().await;
+    let stand = Stand::start().await;
     let app = TestApp::spawn_with(Options {
         extra_env: vec![
             ("TWOFOLD_SMS__GATEWAY".into(), "http".into()),
-            ("TWOFOLD_SMS__URL".into(), gateway),
+            ("TWOFOLD_SMS__URL".into(), stand.webhook_url()),
         ],
         ..Options::default()
     })
     .await;
     let user = app.enroll("bob").await;
+    app.step_up(&user.cookie, &user.secret).await;
     let setup = app
         .post(
             "/auth/2fa/sms/setup",
@@ -110,7 +109,7 @@ async fn an_sms_login_is_one_flow_and_the_phone_never_appears() {
         )
         .await;
     assert_eq!(setup.status, 202, "{setup:?}");
-    let enrol_code = last_code(&texts);
+    let enrol_code = stand.last_code();
     let confirmed = app
         .post(
             "/auth/2fa/sms/confirm",
@@ -143,47 +142,12 @@ async fn an_sms_login_is_one_flow_and_the_phone_never_appears() {
         ]
     );
     let text = audit_text(&app).await;
-    for needle in ["+15551234567", "5551234567", "1234567", &enrol_code, &last_code(&texts)] {
+    for needle in ["+15551234567", "5551234567", "1234567", &enrol_code, &stand.last_code()] {
         assert!(
             !text.contains(needle),
             "the audit trail contains the phone number or a code ({needle})"
         );
     }
-}
-
-type Texts = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-
-/// A JSON-webhook SMS gateway on a loopback port that keeps the messages it receives.
-async fn stand_in_gateway() -> (String, Texts) {
-    let texts: Texts = Default::default();
-    let kept = texts.clone();
-    let app = axum::Router::new().route(
-        "/sms",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let kept = kept.clone();
-            async move {
-                kept.lock()
-                    .unwrap()
-                    .push(body["message"].as_str().unwrap_or_default().to_owned());
-                axum::http::StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/sms", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, texts)
-}
-
-/// The six-digit code in the newest message.
-fn last_code(texts: &Texts) -> String {
-    let texts = texts.lock().unwrap();
-    let message = texts.last().expect("a message was sent");
-    message
-        .split(|c: char| !c.is_ascii_digit())
-        .find(|word| word.len() == 6)
-        .expect("a six-digit code")
-        .to_owned()
 }
 
 #[tokio::test]

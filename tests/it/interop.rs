@@ -2,13 +2,10 @@
 //! secret or the `otpauth://` URI the server hands out and produce codes the server must accept. If the server's
 //! base32, URI or TOTP differed from the rest of the world, an authenticator app would show codes that never work.
 
-mod common;
-
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// Adds `username`, signs in with the password and sets up TOTP; returns the full session cookie and the setup
@@ -117,21 +114,6 @@ async fn oathtool_code_of_the_neighbouring_steps_signs_in() {
     confirm(&app, &cookie, &oathtool(&secret, app.now())).await;
     app.advance(30);
     sign_in_with(&app, "oscar", &oathtool(&secret, app.now() - 30)).await;
-}
-
-/// The Python interpreter of the test virtual environment: `TWOFOLD_TEST_PYTHON`, else `.venv/bin/python` in the
-/// crate. Fails, rather than skipping, when neither exists.
-fn python() -> PathBuf {
-    let from_env = std::env::var_os("TWOFOLD_TEST_PYTHON").map(PathBuf::from);
-    let default = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let candidate = from_env.unwrap_or(default);
-    assert!(
-        candidate.exists(),
-        "no Python interpreter at {}: run scripts/test, which creates .venv with the packages in \
-         tests/requirements.txt (or set TWOFOLD_TEST_PYTHON to a Python that has pyotp==2.9.0)",
-        candidate.display()
-    );
-    candidate
 }
 
 const PYOTP_SCRIPT: &str = r#"

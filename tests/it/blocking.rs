@@ -2,12 +2,10 @@
 //! a burst of logins queues there for several hash-times while the async workers keep answering other requests. The test shows this by order, not by timing: session checks sent while logins are still hashing
 //! are answered before the last login is.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 
 const LOGINS: usize = 8;
 

@@ -2,11 +2,9 @@
 //! pending session confined to the second step, security headers, the error pages, and the pages sharing the JSON
 //! API's session cookie and limits. (The browser tests in `e2e/` drive the same pages in Chromium.)
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{Options, Resp, TestApp, PASSWORD};
+use crate::common::{Client, Options, Resp, Stand, TestApp, PASSWORD};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, ORIGIN, SET_COOKIE};
 
 const SESSION: &str = "twofold_session";
@@ -463,7 +461,45 @@ async fn enrolment_and_recovery_codes_through_the_pages() {
     let status = app.get("/auth/2fa", Some(&session)).await;
     assert_eq!(status.body["totp"], true);
     assert_eq!(status.body["recovery_codes_left"], 10);
-    assert_page(&browser.get("/settings/security").await, 200, "10 of 10");
+    let security = browser.get("/settings/security").await;
+    assert_page(&security, 200, "10 of 10");
+    assert!(
+        security.text.contains("Confirm it"),
+        "with a factor on, changes need a step-up first"
+    );
+
+    // A change before "Confirm it's you" is sent back to it; the sign-in's own code does not count.
+    let refused = browser
+        .submit("/settings/security", "/settings/security/recovery-codes", &[])
+        .await;
+    assert_eq!(refused.status, 303, "{refused:?}");
+    assert_eq!(
+        refused.header("location").as_deref(),
+        Some("/settings/security?notice=confirm_first")
+    );
+    app.advance(30);
+    let wrong = browser
+        .submit(
+            "/settings/security",
+            "/settings/security/step-up",
+            &[("method", "totp"), ("code", "000000")],
+        )
+        .await;
+    assert_page(&wrong, 401, "That code is not right");
+    let code = app.code(&secret, 0);
+    let stepped = browser
+        .submit(
+            "/settings/security",
+            "/settings/security/step-up",
+            &[("method", "totp"), ("code", &code)],
+        )
+        .await;
+    assert_eq!(stepped.status, 303, "{stepped:?}");
+    assert_page(
+        &browser.get("/settings/security?notice=stepped_up").await,
+        200,
+        "For the next 5 minutes",
+    );
 
     let regenerated = browser
         .submit("/settings/security", "/settings/security/recovery-codes", &[])
@@ -614,86 +650,20 @@ async fn a_code_sent_twice_does_not_throw_away_the_new_session() {
 const PHONE: &str = "+447700900123";
 const MASKED: &str = "+4•••••23";
 
-/// A stand-in SMS gateway (the `http` kind) on a loopback port: keeps the messages it is sent and accepts them all,
-/// until it is stopped, after which connections to its port are refused. (`tests/sms.rs` has a scriptable one.)
-struct Inbox {
-    url: String,
-    messages: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Inbox {
-    async fn start() -> Self {
-        use axum::extract::State;
-        type Messages = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
-        async fn receive(State(messages): State<Messages>, body: axum::body::Bytes) -> axum::http::StatusCode {
-            let message = serde_json::from_slice(&body).expect("a JSON body");
-            messages.lock().expect("inbox").push(message);
-            axum::http::StatusCode::OK
-        }
-        let messages = Messages::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
-        let url = format!("http://{}/sms", listener.local_addr().expect("address"));
-        let router = axum::Router::new()
-            .route("/sms", axum::routing::post(receive))
-            .with_state(messages.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("stand-in gateway");
-        });
-        Self {
-            url,
-            messages,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    async fn spawn_app(&self) -> TestApp {
-        TestApp::spawn_with(Options {
-            extra_env: [
-                ("TWOFOLD_SMS__GATEWAY", "http"),
-                ("TWOFOLD_SMS__URL", self.url.as_str()),
-                ("TWOFOLD_SMS__TIMEOUT", "300ms"),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-            ..Options::default()
-        })
-        .await
-    }
-
-    fn count(&self) -> usize {
-        self.messages.lock().expect("inbox").len()
-    }
-
-    /// The 6-digit code of the last message, after checking that it went to `PHONE`.
-    fn last_code(&self) -> String {
-        let messages = self.messages.lock().expect("inbox");
-        let last = messages.last().expect("a message");
-        assert_eq!(last["to"], PHONE, "{last}");
-        let text = last["message"].as_str().expect("message text");
-        text.split(|c: char| !c.is_ascii_digit())
-            .find(|run| run.len() == 6)
-            .expect("a 6-digit code")
-            .to_owned()
-    }
-
-    async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("stand-in stopped");
-        }
-    }
+/// An app whose `http` SMS gateway is `inbox`.
+async fn sms_app(inbox: &Stand) -> TestApp {
+    TestApp::spawn_with(Options {
+        extra_env: [
+            ("TWOFOLD_SMS__GATEWAY", "http"),
+            ("TWOFOLD_SMS__URL", inbox.webhook_url().as_str()),
+            ("TWOFOLD_SMS__TIMEOUT", "300ms"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        ..Options::default()
+    })
+    .await
 }
 
 /// No page may show the whole number, however it is written.
@@ -706,7 +676,7 @@ fn assert_masked(resp: &Resp) {
 }
 
 /// Adds `username` with a password only and a phone, enrolled through the JSON API; returns the recovery codes.
-async fn sms_user(app: &TestApp, inbox: &Inbox, username: &str) -> Vec<String> {
+async fn sms_user(app: &TestApp, inbox: &Stand, username: &str) -> Vec<String> {
     app.add_user(username, PASSWORD).await;
     let cookie = app.login(username, PASSWORD).await.cookie().expect("session");
     let setup = app
@@ -721,7 +691,7 @@ async fn sms_user(app: &TestApp, inbox: &Inbox, username: &str) -> Vec<String> {
         .post(
             "/auth/2fa/sms/confirm",
             Some(&cookie),
-            serde_json::json!({ "code": inbox.last_code() }),
+            serde_json::json!({ "code": inbox.last_code_to(PHONE) }),
         )
         .await;
     assert_eq!(confirm.status, 200, "{confirm:?}");
@@ -737,8 +707,8 @@ async fn sms_user(app: &TestApp, inbox: &Inbox, username: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_phone_is_added_on_the_security_page() {
-    let inbox = Inbox::start().await;
-    let app = inbox.spawn_app().await;
+    let inbox = Stand::start().await;
+    let app = sms_app(&inbox).await;
     app.add_user("pat", PASSWORD).await;
     let mut browser = Browser::new(&app);
     let signed_in = browser
@@ -815,7 +785,7 @@ async fn a_phone_is_added_on_the_security_page() {
     assert_masked(&early);
     assert_eq!(inbox.count(), 1);
 
-    let code = inbox.last_code();
+    let code = inbox.last_code_to(PHONE);
     let wrong = format!("{:06}", (code.parse::<u32>().expect("digits") + 1) % 1_000_000);
     let refused = browser
         .submit(
@@ -853,8 +823,8 @@ async fn a_phone_is_added_on_the_security_page() {
 
 #[tokio::test]
 async fn signing_in_with_a_text_message_through_the_pages() {
-    let inbox = Inbox::start().await;
-    let app = inbox.spawn_app().await;
+    let inbox = Stand::start().await;
+    let app = sms_app(&inbox).await;
     sms_user(&app, &inbox, "quinn").await;
     let mut browser = Browser::new(&app);
     let pending = browser
@@ -875,7 +845,7 @@ async fn signing_in_with_a_text_message_through_the_pages() {
     let sent = browser.submit("/login/2fa", "/login/2fa/sms", &[]).await;
     assert_redirect(&sent, "/login/2fa?method=sms");
     assert_eq!(inbox.count(), sent_before + 1);
-    let first_code = inbox.last_code();
+    let first_code = inbox.last_code_to(PHONE);
 
     let step = browser.get("/login/2fa?method=sms").await;
     assert_page(
@@ -917,7 +887,7 @@ async fn signing_in_with_a_text_message_through_the_pages() {
     let again = browser.submit("/login/2fa?method=sms", "/login/2fa/sms", &[]).await;
     assert_redirect(&again, "/login/2fa?method=sms");
     assert_eq!(inbox.count(), sent_before + 2);
-    let code = inbox.last_code();
+    let code = inbox.last_code_to(PHONE);
     let verified = browser
         .submit(
             "/login/2fa?method=sms",
@@ -931,8 +901,8 @@ async fn signing_in_with_a_text_message_through_the_pages() {
 
 #[tokio::test]
 async fn a_gateway_outage_is_explained_and_the_sign_in_goes_on_with_a_recovery_code() {
-    let mut inbox = Inbox::start().await;
-    let app = inbox.spawn_app().await;
+    let mut inbox = Stand::start().await;
+    let app = sms_app(&inbox).await;
     let recovery_codes = sms_user(&app, &inbox, "robin").await;
     inbox.stop().await;
     let mut browser = Browser::new(&app);

@@ -1,12 +1,10 @@
 //! The command line: the operator's `twofold user ...` commands against a running server's database, configuration
 //! errors that stop the binary with a message an operator can act on, and `twofold serve` really serving.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use common::*;
+use crate::common::*;
 
 const NEW_PASSWORD: &str = "a perfectly long pass phrase";
 

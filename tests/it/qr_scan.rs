@@ -1,11 +1,9 @@
 //! The QR code an authenticator app scans: rendered to PNG by librsvg and read back by zbar, two programs nobody
 //! here wrote, it must give exactly the `otpauth_uri` of the same response.
 
-mod common;
-
 use std::process::Command;
 
-use common::{TestApp, PASSWORD};
+use crate::common::{Client, TestApp, PASSWORD};
 
 fn tool(name: &str) -> String {
     let found = Command::new("sh")

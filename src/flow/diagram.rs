@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
-use super::chain::AuditRecord;
-use crate::flow::machine::{Message, Party, State, TRANSITIONS};
+use super::machine::{Message, Party, State, TRANSITIONS};
+use crate::audit::chain::AuditRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -3,9 +3,7 @@
 //! after. Malformed codes from a pending session are not attempts: neither the session's nor the account's failure
 //! count moves.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};
 
