@@ -3,6 +3,7 @@
 //! holding the database's write lock is the account lock too. All of this process's writes go through one
 //! connection and queue for it; reads run on read-only connections beside it.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -12,7 +13,7 @@ use sqlx::Sqlite;
 
 use super::direct::Direct;
 use super::sql::Backend;
-use super::{PoolSettings, SqliteStore, StoreResult};
+use super::{PoolSettings, SqliteStore, StoreError, StoreResult};
 
 /// The schema's history on SQLite, compiled into the binary.
 pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -31,6 +32,7 @@ impl Backend for Sqlite {
 impl SqliteStore {
     /// Opens (creating if missing) the database file and brings its schema up to date.
     pub async fn open(path: &Path, settings: &PoolSettings) -> StoreResult<Self> {
+        create_private(path)?;
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -56,5 +58,22 @@ impl SqliteStore {
             .await?;
         let direct = Direct::open(path, settings.timeout)?;
         Ok(Self::new(writer, reader, settings.timeout, Some(direct)))
+    }
+}
+
+/// Creates the database file readable by its owner only, as the key file is, when it does not exist yet. SQLite
+/// gives its `-wal` and `-shm` files the database file's mode, so they are private too. Left to SQLite, all three
+/// would follow the umask (usually 0644: readable by every local user).
+fn create_private(path: &Path) -> StoreResult<()> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        // Another instance starting beside this one may have created it first: that file is as private.
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(StoreError::Database(Box::new(error))),
     }
 }

@@ -379,11 +379,14 @@ async fn serve_starts_creates_its_files_and_answers() {
     let db = dir.path().join("twofold.db");
     let key = dir.path().join("twofold.key");
     assert!(db.is_file(), "the database file was not created");
-    let mode = std::fs::metadata(&key)
-        .expect("twofold.key created")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600, "twofold.key mode {:o}", mode & 0o777);
+    // The database and its WAL files hold sealed secrets and hashes: no other local user may read them.
+    for name in ["twofold.key", "twofold.db", "twofold.db-wal", "twofold.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap_or_else(|error| panic!("{name} created: {error}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} mode {:o}", mode & 0o777);
+    }
     let content = std::fs::read_to_string(&key).expect("key text");
     assert_eq!(content.trim().len(), 64, "a 32-byte key in hex");
     drop(server);
