@@ -93,8 +93,12 @@ pub fn run() -> ExitCode {
         _ => "warn",
     };
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: in a file, a journal or a log collector they are noise that
+    // hides the text being searched for. NO_COLOR (no-color.org) turns them off at a terminal too.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if config.log_json {
         logs.json().init();

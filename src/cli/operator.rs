@@ -75,6 +75,25 @@ pub fn diagram(format: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `text` with what a terminal would act on instead of showing written as `\uXXXX`: control characters (C0 but the
+/// line break, DEL, and C1 such as U+009B, which starts an escape sequence like ESC [ does) and the bidirectional
+/// controls that reorder what is shown (U+202E makes "exe.txt" read "txt.exe"). Audit events carry text a client
+/// chose (its User-Agent), and the operator reads them in a terminal. In a JSON line the escapes are JSON's own, so a
+/// program reading it gets the original text back.
+fn terminal_safe(text: &str) -> String {
+    let mut safe = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi =
+            matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+        if (c.is_control() && c != '\n') || bidi {
+            safe.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            safe.push(c);
+        }
+    }
+    safe
+}
+
 /// Unix milliseconds from an RFC 3339 time, a date (midnight UTC), or a duration before `now`.
 fn parse_time(flag: &str, text: &str, now: OffsetDateTime) -> Result<i64, String> {
     let millis = |t: OffsetDateTime| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
@@ -121,7 +140,7 @@ pub async fn audit(flow: &Flow, command: Option<AuditCommand>, args: AuditArgs) 
             if events.is_empty() {
                 return Err(format!("no audit events have the flow id {flow_id:?}"));
             }
-            print!("{}", login_diagram(&flow_id, &events, format));
+            print!("{}", terminal_safe(&login_diagram(&flow_id, &events, format)));
             Ok(())
         }
         Some(AuditCommand::Prune) => {
@@ -157,9 +176,9 @@ async fn list(flow: &Flow, args: AuditArgs) -> Result<(), String> {
                 "method": event.method,
                 "outcome": event.outcome,
             });
-            println!("{line}");
+            println!("{}", terminal_safe(&line.to_string()));
         } else {
-            println!(
+            let line = format!(
                 "{:<30} {:<26} {:<22} {:<14} {:<24} {:<16} {}",
                 record_time(event),
                 event.event,
@@ -169,6 +188,7 @@ async fn list(flow: &Flow, args: AuditArgs) -> Result<(), String> {
                 event.client_addr.as_deref().unwrap_or("-"),
                 event.flow_id.as_deref().unwrap_or("-"),
             );
+            println!("{}", terminal_safe(&line));
         }
     }
     Ok(())
@@ -183,7 +203,7 @@ pub async fn session(flow: &Flow, command: SessionCommand) -> Result<(), String>
                 "ID", "USER", "STATE", "FACTOR", "STARTED", "LAST SEEN"
             );
             for s in sessions {
-                println!(
+                let row = format!(
                     "{:>6} {:<24} {:<8} {:<14} {:<26} {:<26} {}",
                     s.id.0,
                     s.user.username,
@@ -193,6 +213,7 @@ pub async fn session(flow: &Flow, command: SessionCommand) -> Result<(), String>
                     timestamp(s.last_seen_at),
                     s.client_addr.as_deref().unwrap_or("-"),
                 );
+                println!("{}", terminal_safe(&row));
             }
             Ok(())
         }
@@ -236,6 +257,20 @@ pub fn show_user(user: &UserDetails) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_terminal_acts_on_is_escaped() {
+        assert_eq!(
+            terminal_safe("plain text, ünïcode\nnext line"),
+            "plain text, ünïcode\nnext line"
+        );
+        assert_eq!(terminal_safe("a\u{1b}[2Jb\u{7f}"), "a\\u001b[2Jb\\u007f");
+        assert_eq!(terminal_safe("\u{9b}31m"), "\\u009b31m");
+        assert_eq!(
+            terminal_safe("\u{202e}exe.txt\u{2066}\u{61c}\u{200e}"),
+            "\\u202eexe.txt\\u2066\\u061c\\u200e"
+        );
+    }
 
     #[test]
     fn times_in_three_forms() {

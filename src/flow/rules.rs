@@ -23,8 +23,8 @@ pub const REAUTHENTICATION_SECONDS: i64 = 15 * 60;
 /// session within this long (a step-up; the sign-in's own second step does not count).
 pub const STEP_UP_SECONDS: i64 = 5 * 60;
 
-/// A full session's idle timer is written at most once per this many seconds, so session checks are reads; the idle
-/// timeout is therefore exact to within this much.
+/// A full session's idle timer is written at most once per this many seconds, so session checks are reads; with
+/// short idle timeouts, more often (see [`touch_due`]).
 pub const TOUCH_INTERVAL_SECONDS: i64 = 60;
 
 /// 5 wrong codes end a pending session; every 10 consecutive failures lock the account's second factor for 15
@@ -137,9 +137,11 @@ pub fn full_expires_at(expires_at: i64, last_seen_at: i64, idle_seconds: i64) ->
     expires_at.min(last_seen_at + idle_seconds)
 }
 
-/// Whether this request should write the session's last-seen time (it was written long enough ago).
-pub fn touch_due(last_seen_at: i64, now: i64) -> bool {
-    now - last_seen_at >= TOUCH_INTERVAL_SECONDS
+/// Whether this request should write the session's last-seen time (it was written long enough ago). The written time
+/// lags the last use by up to the interval, so the interval is at most a quarter of the idle timeout: a session used
+/// more often than its idle timeout then never ends idle, however short the timeout (at under 4 s, every use writes).
+pub fn touch_due(last_seen_at: i64, now: i64, idle_seconds: i64) -> bool {
+    now - last_seen_at >= TOUCH_INTERVAL_SECONDS.min(idle_seconds / 4)
 }
 
 /// Whether a sign-in at `authenticated_at` is recent enough to set up, replace or remove a factor.
@@ -222,9 +224,37 @@ mod tests {
     }
 
     #[test]
-    fn the_idle_timer_is_written_once_a_minute() {
-        assert!(!touch_due(NOW, NOW + 59));
-        assert!(touch_due(NOW, NOW + 60));
+    fn the_idle_timer_is_written_once_a_minute_or_four_times_per_idle_timeout() {
+        let half_hour = 30 * 60;
+        assert!(!touch_due(NOW, NOW + 59, half_hour));
+        assert!(touch_due(NOW, NOW + 60, half_hour));
+        assert!(!touch_due(NOW, NOW + 14, 60));
+        assert!(touch_due(NOW, NOW + 15, 60));
+        assert!(touch_due(NOW, NOW, 3), "every use writes under 4 s");
+    }
+
+    #[test]
+    fn a_session_used_more_often_than_its_idle_timeout_stays_alive() {
+        for idle in [1, 3, 10, 60, 90, 30 * 60, 24 * 3600] {
+            for gap in [1, idle / 2, idle - 1]
+                .into_iter()
+                .filter(|gap| (1..idle).contains(gap))
+            {
+                let mut seen = NOW;
+                let mut now = NOW;
+                while now < NOW + 3 * idle + 200 {
+                    now += gap;
+                    assert!(
+                        full_alive(i64::MAX, seen, now, idle),
+                        "idle {idle}, gap {gap}, at {}",
+                        now - NOW
+                    );
+                    if touch_due(seen, now, idle) {
+                        seen = now;
+                    }
+                }
+            }
+        }
     }
 
     #[test]

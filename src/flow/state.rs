@@ -272,7 +272,7 @@ impl Flow {
             machine::transition::<FullSession, SignedOut>(Step::Expiry)?;
             return Ok(LoginState::SignedOut);
         }
-        let seen = if rules::touch_due(session.last_seen_at, now) {
+        let seen = if rules::touch_due(session.last_seen_at, now, idle) {
             self.store.touch_session(session.id, now).await?;
             self.sessions.touched(&digest, now);
             now

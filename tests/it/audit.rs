@@ -287,6 +287,41 @@ async fn audit_lists_with_filters_and_json() {
 }
 
 #[tokio::test]
+async fn client_text_reaches_the_operators_terminal_escaped() {
+    let app = TestApp::spawn().await;
+    app.add_user("dave", PASSWORD).await;
+    // U+009B is the one-byte form of ESC [ (a terminal's control sequence); U+202E reverses what follows.
+    let agent = "curl\u{9b}2J\u{202e}txt.exe\u{200f}";
+    let request = app
+        .http
+        .post(app.url("/auth/login"))
+        .header(
+            reqwest::header::USER_AGENT,
+            reqwest::header::HeaderValue::from_bytes(agent.as_bytes()).expect("obs-text is a valid header value"),
+        )
+        .json(&serde_json::json!({ "username": "dave", "password": PASSWORD }));
+    assert_eq!(app.send(request).await.status, 200);
+
+    let output = app.cli(&["audit", "--json", "--user", "dave"], None);
+    assert!(output.status.success(), "{output:?}");
+    let printed = stdout(&output);
+    for raw in ['\u{9b}', '\u{202e}', '\u{200f}', '\u{1b}'] {
+        assert!(!printed.contains(raw), "{raw:?} printed raw: {printed:?}");
+    }
+    assert!(printed.contains("\\u009b") && printed.contains("\\u202e"), "{printed}");
+    // The escapes are JSON's: a program reading the line gets the client's text back.
+    let events: Vec<Value> = printed
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let login = events
+        .iter()
+        .find(|e| e["event"] == "login")
+        .expect("the login's event");
+    assert_eq!(login["user_agent"], agent);
+}
+
+#[tokio::test]
 async fn pruning_keeps_the_chain_verifiable() {
     let app = TestApp::spawn().await;
     app.add_user("frank", PASSWORD).await;

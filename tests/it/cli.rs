@@ -340,22 +340,19 @@ fn free_port() -> u16 {
     listener.local_addr().expect("address").port()
 }
 
-#[tokio::test]
-async fn serve_starts_creates_its_files_and_answers() {
-    use std::os::unix::fs::PermissionsExt;
-
-    let dir = tempfile::tempdir().expect("temporary folder");
+/// `twofold serve` in `dir` with these variables, its stderr in `serve.log`, once it answers `GET /auth/session`
+/// with 401.
+async fn serve(dir: &Path, env: &[(&str, &str)]) -> (Server, PathBuf) {
     let port = free_port();
-    let log: PathBuf = dir.path().join("serve.log");
-    let mut server = Server(
-        twofold(dir.path())
-            .env("TWOFOLD_LISTEN", format!("127.0.0.1:{port}"))
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("twofold serve started"),
-    );
+    let log: PathBuf = dir.join("serve.log");
+    let mut command = twofold(dir);
+    command
+        .env("TWOFOLD_LISTEN", format!("127.0.0.1:{port}"))
+        .envs(env.iter().copied())
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    let mut server = Server(command.spawn().expect("twofold serve started"));
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/auth/session");
     let mut answered = None;
@@ -375,10 +372,20 @@ async fn serve_starts_creates_its_files_and_answers() {
     }
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(answered, Some(401), "GET /auth/session; log:\n{log_text}");
+    (server, log)
+}
 
-    let db = dir.path().join("twofold.db");
+#[tokio::test]
+async fn serve_starts_creates_its_files_and_answers() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let (server, log) = serve(dir.path(), &[]).await;
     let key = dir.path().join("twofold.key");
-    assert!(db.is_file(), "the database file was not created");
+    assert!(
+        dir.path().join("twofold.db").is_file(),
+        "the database file was not created"
+    );
     // The database and its WAL files hold sealed secrets and hashes: no other local user may read them.
     for name in ["twofold.key", "twofold.db", "twofold.db-wal", "twofold.db-shm"] {
         let mode = std::fs::metadata(dir.path().join(name))
@@ -390,4 +397,30 @@ async fn serve_starts_creates_its_files_and_answers() {
     let content = std::fs::read_to_string(&key).expect("key text");
     assert_eq!(content.trim().len(), 64, "a 32-byte key in hex");
     drop(server);
+    // Written to a file, the log is plain text: no colour codes.
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains("listening"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a log file: {text:?}");
+}
+
+#[tokio::test]
+async fn log_format_json_writes_one_json_object_per_line() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let (server, log) = serve(dir.path(), &[("TWOFOLD_LOG_FORMAT", "json")]).await;
+    drop(server);
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line:?}")))
+        .collect();
+    assert!(!lines.is_empty(), "nothing logged");
+    for line in &lines {
+        assert!(line["timestamp"].is_string() && line["level"].is_string(), "{line}");
+    }
+    assert!(
+        lines.iter().any(|line| line["fields"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("listening"))),
+        "{text}"
+    );
 }

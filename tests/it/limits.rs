@@ -455,6 +455,28 @@ async fn a_full_session_ends_after_thirty_idle_minutes() {
 }
 
 #[tokio::test]
+async fn a_one_minute_idle_timeout_holds_for_a_session_used_every_ten_seconds() {
+    let app = TestApp::spawn_with(Options {
+        extra_env: vec![("TWOFOLD_SESSION_IDLE_TIMEOUT".into(), "1m".into())],
+        ..Options::default()
+    })
+    .await;
+    let user = app.enroll("olivia").await;
+    let cookie = full_session(&app, &user).await;
+    // Five minutes of a request every 10 s: each is well inside the minute, so none may find the session idle.
+    for tick in 1..=30 {
+        app.advance(10);
+        let alive = app.get("/auth/session", Some(&cookie)).await;
+        assert_eq!(alive.status, 200, "request {tick}, {} s in: {alive:?}", tick * 10);
+    }
+    // Then a minute without a request ends it.
+    app.advance(MINUTE);
+    app.get("/auth/session", Some(&cookie))
+        .await
+        .assert_error(401, "unauthenticated");
+}
+
+#[tokio::test]
 async fn a_full_session_ends_after_twelve_hours_however_active() {
     let app = TestApp::spawn().await;
     let user = app.enroll("niaj").await;

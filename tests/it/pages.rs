@@ -248,6 +248,37 @@ async fn forms_without_a_valid_token_are_refused() {
 }
 
 #[tokio::test]
+async fn a_form_over_16_kib_gets_the_too_large_page_and_one_under_is_read() {
+    let app = TestApp::spawn().await;
+    app.add_user("bob", PASSWORD).await;
+    let mut browser = Browser::new(&app);
+    let before = app.state_snapshot().await;
+    let over = "x".repeat(16 * 1024);
+    let refused = browser
+        .submit(
+            "/login",
+            "/login",
+            &[("username", "bob"), ("password", PASSWORD), ("pad", &over)],
+        )
+        .await;
+    assert_page(&refused, 413, "That form is too large to send");
+    assert_security_headers(&refused);
+    assert!(browser.session().is_none(), "the refused form signed nobody in");
+    assert_eq!(before, app.state_snapshot().await, "the refused form changed nothing");
+    // Unknown fields are ignored, as in the API: a form under the limit signs in.
+    let under = "x".repeat(15 * 1024);
+    let accepted = browser
+        .submit(
+            "/login",
+            "/login",
+            &[("username", "bob"), ("password", PASSWORD), ("pad", &under)],
+        )
+        .await;
+    assert_redirect(&accepted, "/");
+    assert!(browser.session().is_some());
+}
+
+#[tokio::test]
 async fn return_to_never_leaves_the_site() {
     let app = TestApp::spawn().await;
     app.add_user("bob", PASSWORD).await;
