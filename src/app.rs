@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::config::{Config, DatabaseKind};
 use crate::crypto::password::{HashError, PasswordHasher};
 use crate::crypto::{KeyError, Keys};
-use crate::flow::{Flow, FlowSettings};
+use crate::flow::{Flow, FlowSettings, Pruned, Requester};
 use crate::http::connections::{self, ConnectionLimits};
 use crate::http::{router, AppState, WebSettings};
 use crate::metrics::Metrics;
@@ -170,9 +170,14 @@ pub async fn serve(
                 tracing::warn!(%error, "could not purge expired sessions");
             }
             if minute % 60 == 0 {
-                match flow.prune_audit().await {
-                    Ok(0) => {}
-                    Ok(pruned) => tracing::info!(pruned, "pruned audit events past the retention period"),
+                match flow.prune_audit(&Requester::default()).await {
+                    Ok(Pruned::Events(0)) => {}
+                    Ok(Pruned::Events(pruned)) => {
+                        tracing::info!(pruned, "pruned audit events past the retention period")
+                    }
+                    Ok(Pruned::Refused(verdict)) => {
+                        tracing::error!(%verdict, "the audit trail does not verify: nothing pruned")
+                    }
                     Err(error) => tracing::warn!(%error, "could not prune the audit trail"),
                 }
             }

@@ -28,6 +28,7 @@ pub enum Event {
     UserUnlock,
     SessionRevoke,
     StepUp,
+    AuditPrune,
 }
 
 impl Event {
@@ -50,6 +51,7 @@ impl Event {
             Self::UserUnlock => "user_unlock",
             Self::SessionRevoke => "session_revoke",
             Self::StepUp => "step_up",
+            Self::AuditPrune => "audit_prune",
         }
     }
 }

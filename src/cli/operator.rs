@@ -8,12 +8,24 @@ use time::OffsetDateTime;
 
 use super::timestamp;
 use crate::flow::diagram::{flow_diagram, login_diagram, Format};
-use crate::flow::{AuditFilter, AuditRecord, Flow, Lock, UserDetails, Verdict};
+use crate::flow::{AuditFilter, AuditRecord, Flow, Head, Lock, Pruned, Requester, UserDetails, Verdict};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the MAC chain; names the first edited, inserted or deleted event.
-    Verify,
+    /// Check the MAC chain; names the first edited, inserted or deleted event, a gap in the numbers, or a time
+    /// that goes backwards.
+    Verify {
+        /// A head `audit head` printed earlier (SEQ:MAC): also check that this event is still there, as it was.
+        #[arg(long)]
+        head: Option<String>,
+    },
+    /// Print the newest event's number and MAC (SEQ:MAC), to keep somewhere the database's writers cannot reach:
+    /// `audit verify --head` then reveals newest events deleted since.
+    Head {
+        /// As a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Draw one login attempt (all events with this flow id) as a sequence diagram.
     Diagram {
         flow_id: String,
@@ -122,13 +134,28 @@ fn record_time(record: &AuditRecord) -> String {
 
 pub async fn audit(flow: &Flow, command: Option<AuditCommand>, args: AuditArgs) -> Result<(), String> {
     match command {
-        Some(AuditCommand::Verify) => {
-            let verdict = flow.verify_audit().await.map_err(|e| e.to_string())?;
+        Some(AuditCommand::Verify { head }) => {
+            let head = head
+                .map(|text| {
+                    Head::parse(&text)
+                        .ok_or_else(|| format!("--head takes SEQ:MAC as `twofold audit head` prints it, not {text:?}"))
+                })
+                .transpose()?;
+            let verdict = flow.verify_audit(head.as_ref()).await.map_err(|e| e.to_string())?;
             println!("{verdict}");
             match verdict {
                 Verdict::Intact { .. } => Ok(()),
                 _ => Err("the audit trail has been tampered with".into()),
             }
+        }
+        Some(AuditCommand::Head { json: as_json }) => {
+            let head = flow.audit_head().await.map_err(|e| e.to_string())?;
+            match (head, as_json) {
+                (Some(head), false) => println!("{head}"),
+                (Some(head), true) => println!("{}", json!({ "seq": head.seq, "mac": hex::encode(&head.mac) })),
+                (None, _) => return Err("the audit trail is empty".into()),
+            }
+            Ok(())
         }
         Some(AuditCommand::Diagram { flow_id, format }) => {
             let format = format_of(&format)?;
@@ -144,9 +171,17 @@ pub async fn audit(flow: &Flow, command: Option<AuditCommand>, args: AuditArgs) 
             Ok(())
         }
         Some(AuditCommand::Prune) => {
-            let pruned = flow.prune_audit().await.map_err(|e| e.to_string())?;
-            println!("pruned {pruned} audit events");
-            Ok(())
+            match flow
+                .prune_audit(&Requester::command_line())
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Pruned::Events(pruned) => {
+                    println!("pruned {pruned} audit events");
+                    Ok(())
+                }
+                Pruned::Refused(verdict) => Err(format!("nothing pruned: {verdict}")),
+            }
         }
         None => list(flow, args).await,
     }
@@ -167,6 +202,7 @@ async fn list(flow: &Flow, args: AuditArgs) -> Result<(), String> {
         if args.json {
             let line = json!({
                 "id": event.id,
+                "seq": event.seq,
                 "time": record_time(event),
                 "flow_id": event.flow_id,
                 "user": event.username,

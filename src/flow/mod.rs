@@ -23,12 +23,12 @@ mod state;
 #[cfg(test)]
 mod transitions;
 
-pub use crate::audit::chain::{AuditRecord, Verdict};
+pub use crate::audit::chain::{AuditRecord, Head, Verdict};
 pub use crate::audit::{AuditFilter, Requester};
 pub use crate::crypto::SessionToken;
 pub use account::UserOverview;
 pub use machine::{IllegalStep, State, Step};
-pub use operator::UserDetails;
+pub use operator::{Pruned, UserDetails};
 pub use rules::Lock;
 pub use second_factor::{recovery_codes_in, NotVerified, SecondFactorStatus, TotpSetup};
 pub use session::LoginOutcome;
@@ -277,11 +277,11 @@ impl Flow {
         }
     }
 
-    /// What links `record` into the audit chain: its MAC, given the previous event's.
+    /// What links `record` into the audit chain: its MAC, given its number and the previous event's MAC.
     fn seal(&self, record: &AuditEvent) -> Box<Seal> {
         let keys = self.keys.clone();
         let record = record.clone();
-        Box::new(move |prev: &[u8]| crate::audit::chain::event_mac(&keys, prev, &record.content()))
+        Box::new(move |seq: i64, prev: &[u8]| crate::audit::chain::event_mac(&keys, seq, prev, &record.content()))
     }
 
     /// Logs and counts an event the database has recorded.

@@ -3,9 +3,18 @@
 
 use super::rules::{self, Lock};
 use super::{Flow, FlowError, FlowResult, Username};
-use crate::audit::chain::{self, AuditRecord, Verdict};
+use crate::audit::chain::{self, AuditRecord, Head, Verdict};
 use crate::audit::{AuditFilter, Event, Outcome, Requester};
 use crate::store::{Session, SessionId, SessionState, User};
+
+/// What `audit prune` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pruned {
+    /// Deleted this many events.
+    Events(u64),
+    /// Deleted nothing: the chain does not verify, and pruning would destroy the evidence.
+    Refused(Verdict),
+}
 
 /// `twofold user show`.
 #[derive(Debug, Clone)]
@@ -27,22 +36,46 @@ impl Flow {
         Ok(self.store.audit_events(filter).await?)
     }
 
-    /// Checks the whole trail's MAC chain.
+    /// Checks the whole trail's MAC chain, and that the event `head` names (as `audit head` printed it) is still
+    /// there.
     #[tracing::instrument(level = "debug", name = "flow.verify_audit", skip_all)]
-    pub async fn verify_audit(&self) -> FlowResult<Verdict> {
+    pub async fn verify_audit(&self, head: Option<&Head>) -> FlowResult<Verdict> {
         let anchor = self.store.audit_anchor().await?;
         let events = self.store.audit_events(&AuditFilter::default()).await?;
-        Ok(chain::verify(&self.keys, anchor.as_ref(), &events))
+        Ok(chain::verify(&self.keys, anchor.as_ref(), &events, head))
     }
 
-    /// Deletes events older than the retention period, keeping the chain verifiable.
+    /// The newest event's number and MAC, for the operator to keep elsewhere.
+    #[tracing::instrument(level = "debug", name = "flow.audit_head", skip_all)]
+    pub async fn audit_head(&self) -> FlowResult<Option<Head>> {
+        Ok(self.store.audit_head().await?)
+    }
+
+    /// Deletes events older than the retention period, keeping the chain verifiable: only from a chain that
+    /// verifies, and only its oldest run of events (see [`chain::cut`]). A chain that does not verify is left whole,
+    /// with an audit event saying so.
     #[tracing::instrument(level = "debug", name = "flow.prune_audit", skip_all)]
-    pub async fn prune_audit(&self) -> FlowResult<u64> {
+    pub async fn prune_audit(&self, who: &Requester) -> FlowResult<Pruned> {
         let now_ms = i64::try_from(self.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
         let before_ms = now_ms.saturating_sub(self.settings.audit_retention_seconds.saturating_mul(1000));
-        let keys = self.keys.clone();
-        let seal = move |last_id: i64, last_mac: &[u8]| chain::anchor_mac(&keys, last_id, last_mac);
-        Ok(self.store.prune_audit(before_ms, &seal).await?)
+        let anchor = self.store.audit_anchor().await?;
+        let events = self.store.audit_events(&AuditFilter::default()).await?;
+        let cut = match chain::cut(&self.keys, anchor.as_ref(), &events, before_ms) {
+            Ok(Some(cut)) => cut,
+            Ok(None) => return Ok(Pruned::Events(0)),
+            Err(verdict) => {
+                self.audit(Event::AuditPrune, Outcome::Refused, who, None, None, None)
+                    .await?;
+                return Ok(Pruned::Refused(verdict));
+            }
+        };
+        let anchor_mac = chain::anchor_mac(&self.keys, cut.seq, cut.at_ms, &cut.mac);
+        let pruned = self.store.prune_audit(&cut, &anchor_mac).await?;
+        if pruned > 0 {
+            self.audit(Event::AuditPrune, Outcome::Success, who, None, None, None)
+                .await?;
+        }
+        Ok(Pruned::Events(pruned))
     }
 
     pub(super) async fn user_named(&self, username: &str) -> FlowResult<User> {

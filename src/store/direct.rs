@@ -17,6 +17,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, Transactio
 
 use super::statements;
 use super::{AttemptClaim, Proof, Refusal, SecondStep, SecondStepRequest, StoreError, StoreResult};
+use crate::audit::chain::MAC_V2;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -91,7 +92,9 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 /// `$1`, `$2`, …: the statements' parameters, bound by name.
-const NAMES: [&str; 11] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11"];
+const NAMES: [&str; 13] = [
+    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13",
+];
 
 fn named<'a>(values: &'a [&'a dyn ToSql]) -> Vec<(&'static str, &'a dyn ToSql)> {
     NAMES.iter().copied().zip(values.iter().copied()).collect()
@@ -181,11 +184,17 @@ fn second_step(connection: &mut Connection, step: &SecondStepRequest) -> StoreRe
         ],
     )?;
     execute(&tx, statements::SIGNED_IN, &[&now, &user])?;
-    let prev = match value::<Option<Vec<u8>>>(&tx, statements::LAST_AUDIT_MAC, &[])? {
-        Some(mac) => mac.unwrap_or_default(),
-        None => value::<Vec<u8>>(&tx, statements::ANCHOR_MAC, &[])?.unwrap_or_default(),
+    let end = |sql: &str| {
+        tx.prepare_cached(sql)?
+            .query_row([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Option<Vec<u8>>>(1)?)))
+            .optional()
     };
-    let mac = (step.seal)(&prev);
+    let (last_seq, prev) = match end(statements::LAST_AUDIT)? {
+        Some(last) => last,
+        None => end(statements::ANCHOR_END)?.unwrap_or((0, None)),
+    };
+    let (seq, prev) = (last_seq + 1, prev.unwrap_or_default());
+    let mac = (step.seal)(seq, &prev);
     let content = step.audit.content();
     execute(
         &tx,
@@ -202,6 +211,8 @@ fn second_step(connection: &mut Connection, step: &SecondStepRequest) -> StoreRe
             &content.outcome,
             &prev,
             &mac,
+            &seq,
+            &MAC_V2,
         ],
     )?;
     tx.commit()?;

@@ -28,13 +28,11 @@ use async_trait::async_trait;
 
 pub use crate::ids::{SessionId, UserId};
 
-use crate::audit::chain::{AuditAnchor, AuditRecord};
+use crate::audit::chain::{AuditAnchor, AuditRecord, Cut, Head};
 use crate::audit::{AuditEvent, AuditFilter};
 
-/// Computes an audit event's MAC from the previous one's.
-pub type Seal = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync;
-/// Computes the pruning anchor's MAC from the last pruned event's id and MAC.
-pub type SealAnchor = dyn Fn(i64, &[u8]) -> Vec<u8> + Send + Sync;
+/// Computes an audit event's MAC from its number and the previous event's MAC.
+pub type Seal = dyn Fn(i64, &[u8]) -> Vec<u8> + Send + Sync;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -506,14 +504,16 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     // Audit.
-    /// Appends an event to the chain. `seal` is given the previous event's MAC (the pruning anchor's when the table
-    /// is empty, nothing for the very first event) and returns this event's; the store serialises appends so every
-    /// event follows exactly one other.
+    /// Appends an event to the chain. `seal` is given the event's number (one after the newest event's, or the
+    /// pruning anchor's when the table is empty) and the previous event's MAC (nothing for the very first event),
+    /// and returns this event's; the store serialises appends so every event follows exactly one other.
     async fn record_audit(&self, event: &AuditEvent, seal: &Seal) -> StoreResult<()>;
-    /// Events matching `filter`, oldest first.
+    /// Events matching `filter`, in chain order.
     async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
     async fn audit_anchor(&self) -> StoreResult<Option<AuditAnchor>>;
-    /// Deletes the events older than `before_ms` and records the anchor (the last deleted event's id and MAC,
-    /// sealed by `seal_anchor`) so the rest still verifies. Returns how many were deleted.
-    async fn prune_audit(&self, before_ms: i64, seal_anchor: &SealAnchor) -> StoreResult<u64>;
+    /// The newest event's number and MAC (the anchor's last when every event was pruned).
+    async fn audit_head(&self) -> StoreResult<Option<Head>>;
+    /// Deletes the events up to the cut's and records the anchor (the cut, with `anchor_mac`) so the rest still
+    /// verifies; nothing when the cut's event is no longer there as it was. Returns how many were deleted.
+    async fn prune_audit(&self, cut: &Cut, anchor_mac: &[u8]) -> StoreResult<u64>;
 }

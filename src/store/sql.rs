@@ -20,7 +20,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArgumen
 
 use super::statements;
 use super::*;
-use crate::audit::chain::{AuditAnchor, AuditRecord};
+use crate::audit::chain::{AuditAnchor, AuditRecord, Cut, Head, MAC_V2};
 use crate::audit::{AuditEvent, AuditFilter};
 
 /// What differs between the databases, beyond connecting: two statements, and where a statement's row count is.
@@ -330,17 +330,17 @@ where
         if let Some(lock) = DB::LOCK_AUDIT {
             sqlx::query(lock).execute(&mut **tx).await?;
         }
-        let last: Option<Option<Vec<u8>>> = sqlx::query_scalar(statements::LAST_AUDIT_MAC)
-            .fetch_optional(&mut **tx)
-            .await?;
-        let prev = match last {
-            Some(mac) => mac.unwrap_or_default(),
-            None => sqlx::query_scalar(statements::ANCHOR_MAC)
+        let last: Option<(i64, Option<Vec<u8>>)> =
+            sqlx::query_as(statements::LAST_AUDIT).fetch_optional(&mut **tx).await?;
+        let (last_seq, prev) = match last {
+            Some(last) => last,
+            None => sqlx::query_as(statements::ANCHOR_END)
                 .fetch_optional(&mut **tx)
                 .await?
-                .unwrap_or_default(),
+                .unwrap_or((0, None)),
         };
-        let mac = seal(&prev);
+        let (seq, prev) = (last_seq + 1, prev.unwrap_or_default());
+        let mac = seal(seq, &prev);
         let content = event.content();
         sqlx::query(statements::INSERT_AUDIT)
             .bind(content.at_ms)
@@ -354,6 +354,8 @@ where
             .bind(content.outcome)
             .bind(prev.as_slice())
             .bind(mac.as_slice())
+            .bind(seq)
+            .bind(MAC_V2)
             .execute(&mut **tx)
             .await?;
         Ok(())
@@ -1102,13 +1104,13 @@ where
     async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
         self.bounded(async {
             Ok(sqlx::query_as(
-                "SELECT id, at_ms, flow_id, user_id, username, client_addr, user_agent, event, method, outcome, \
-                     prev_mac, mac \
+                "SELECT id, seq, at_ms, flow_id, user_id, username, client_addr, user_agent, event, method, \
+                     outcome, prev_mac, mac, mac_version \
                  FROM audit_events \
                  WHERE ($1 IS NULL OR username = $1) AND ($2 IS NULL OR at_ms >= $2) \
                      AND ($3 IS NULL OR at_ms < $3) AND ($4 IS NULL OR event = $4) \
                      AND ($5 IS NULL OR outcome = $5) AND ($6 IS NULL OR flow_id = $6) \
-                 ORDER BY id",
+                 ORDER BY seq",
             )
             .bind(filter.username.as_deref())
             .bind(filter.since_ms)
@@ -1125,44 +1127,74 @@ where
     #[tracing::instrument(level = "debug", name = "store.audit_anchor", skip_all)]
     async fn audit_anchor(&self) -> StoreResult<Option<AuditAnchor>> {
         self.bounded(async {
-            Ok(
-                sqlx::query_as("SELECT last_id, last_mac, mac FROM audit_anchor WHERE id = 1")
-                    .fetch_optional(&self.reader)
-                    .await?,
+            Ok(sqlx::query_as(
+                "SELECT last_id, last_seq, last_at_ms, last_mac, mac, version FROM audit_anchor WHERE id = 1",
             )
+            .fetch_optional(&self.reader)
+            .await?)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", name = "store.audit_head", skip_all)]
+    async fn audit_head(&self) -> StoreResult<Option<Head>> {
+        self.bounded(async {
+            let last: Option<(i64, Option<Vec<u8>>)> = sqlx::query_as(statements::LAST_AUDIT)
+                .fetch_optional(&self.reader)
+                .await?;
+            let end = match last {
+                Some(last) => Some(last),
+                None => {
+                    sqlx::query_as(statements::ANCHOR_END)
+                        .fetch_optional(&self.reader)
+                        .await?
+                }
+            };
+            Ok(end.map(|(seq, mac)| Head {
+                seq,
+                mac: mac.unwrap_or_default(),
+            }))
         })
         .await
     }
 
     #[tracing::instrument(level = "debug", name = "store.prune_audit", skip_all)]
-    async fn prune_audit(&self, before_ms: i64, seal_anchor: &SealAnchor) -> StoreResult<u64> {
+    async fn prune_audit(&self, cut: &Cut, anchor_mac: &[u8]) -> StoreResult<u64> {
         self.bounded(async {
             let mut tx = self.write().await?;
             if let Some(lock) = DB::LOCK_AUDIT {
                 sqlx::query(lock).execute(&mut *tx).await?;
             }
+            // The cut was decided on a read before this transaction: prune only if its event is still there, as it
+            // was (another instance may have pruned past it meanwhile).
             let last: Option<(i64, Option<Vec<u8>>)> =
-                sqlx::query_as("SELECT id, mac FROM audit_events WHERE at_ms < $1 ORDER BY id DESC LIMIT 1")
-                    .bind(before_ms)
+                sqlx::query_as("SELECT id, mac FROM audit_events WHERE seq = $1")
+                    .bind(cut.seq)
                     .fetch_optional(&mut *tx)
                     .await?;
-            let Some((last_id, last_mac)) = last else {
+            let Some((last_id, Some(mac))) = last else {
                 return Ok(0);
             };
-            let last_mac = last_mac.unwrap_or_default();
-            let mac = seal_anchor(last_id, &last_mac);
+            if mac != cut.mac {
+                return Ok(0);
+            }
             sqlx::query(
-                "INSERT INTO audit_anchor (id, last_id, last_mac, mac) VALUES (1, $1, $2, $3) \
-                 ON CONFLICT (id) DO UPDATE SET last_id = excluded.last_id, last_mac = excluded.last_mac, \
-                     mac = excluded.mac",
+                "INSERT INTO audit_anchor (id, last_id, last_seq, last_at_ms, last_mac, mac, version) \
+                 VALUES (1, $1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (id) DO UPDATE SET last_id = excluded.last_id, last_seq = excluded.last_seq, \
+                     last_at_ms = excluded.last_at_ms, last_mac = excluded.last_mac, mac = excluded.mac, \
+                     version = excluded.version",
             )
             .bind(last_id)
-            .bind(last_mac.as_slice())
-            .bind(mac.as_slice())
+            .bind(cut.seq)
+            .bind(cut.at_ms)
+            .bind(cut.mac.as_slice())
+            .bind(anchor_mac)
+            .bind(MAC_V2)
             .execute(&mut *tx)
             .await?;
-            let deleted = sqlx::query("DELETE FROM audit_events WHERE id <= $1")
-                .bind(last_id)
+            let deleted = sqlx::query("DELETE FROM audit_events WHERE seq <= $1")
+                .bind(cut.seq)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;

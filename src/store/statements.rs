@@ -47,13 +47,14 @@ pub const SIGNED_IN: &str = "UPDATE users SET notice_failures = 0, notice_replay
          last_login_at = $1, second_factor_failures = 0, second_factor_locked_until = NULL \
      WHERE id = $2";
 
-/// The newest event's MAC, which the next event's MAC covers.
-pub const LAST_AUDIT_MAC: &str = "SELECT mac FROM audit_events ORDER BY id DESC LIMIT 1";
+/// The newest event's number and MAC, which the next event's MAC covers.
+pub const LAST_AUDIT: &str = "SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1";
 
-/// Where the chain starts after pruning, when no event is left.
-pub const ANCHOR_MAC: &str = "SELECT last_mac FROM audit_anchor WHERE id = 1";
+/// Where the chain starts after pruning, when no event is left: the last pruned event's number and MAC.
+pub const ANCHOR_END: &str = "SELECT last_seq, last_mac FROM audit_anchor WHERE id = 1";
 
-/// Appends an event: $1..$9 its content (`audit::chain::Content`, in order), $10 the previous MAC, $11 its MAC.
+/// Appends an event: $1..$9 its content (`audit::chain::Content`, in order), $10 the previous MAC, $11 its MAC,
+/// $12 its number, $13 its MAC's version.
 pub const INSERT_AUDIT: &str = "INSERT INTO audit_events (at_ms, flow_id, user_id, username, client_addr, user_agent, \
-         event, method, outcome, prev_mac, mac) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+         event, method, outcome, prev_mac, mac, seq, mac_version) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";

@@ -4,6 +4,7 @@
 
 use crate::common::{Client, Options, Stand, TestApp, PASSWORD};
 use serde_json::Value;
+use twofold::flow::{Pruned, Requester, Verdict};
 
 /// The audit rows of one flow, oldest first, as (event, method, outcome).
 async fn flow_events(app: &TestApp, flow: &str) -> Vec<(String, Option<String>, String)> {
@@ -162,19 +163,19 @@ async fn audit_verify_finds_edits_deletions_and_insertions() {
     assert!(stdout(&intact).contains("intact"), "{}", stdout(&intact));
 
     let db = app.db().await;
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM audit_events ORDER BY id")
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT seq FROM audit_events ORDER BY seq")
         .fetch_all(&db)
         .await
         .unwrap();
     assert!(ids.len() >= 6, "{ids:?}");
 
     // Edited.
-    let original: String = sqlx::query_scalar("SELECT outcome FROM audit_events WHERE id = $1")
+    let original: String = sqlx::query_scalar("SELECT outcome FROM audit_events WHERE seq = $1")
         .bind(ids[3])
         .fetch_one(&db)
         .await
         .unwrap();
-    sqlx::query("UPDATE audit_events SET outcome = 'tampered' WHERE id = $1")
+    sqlx::query("UPDATE audit_events SET outcome = 'tampered' WHERE seq = $1")
         .bind(ids[3])
         .execute(&db)
         .await
@@ -182,11 +183,11 @@ async fn audit_verify_finds_edits_deletions_and_insertions() {
     let edited = app.cli(&["audit", "verify"], None);
     assert!(!edited.status.success());
     assert!(
-        stdout(&edited).contains(&format!("event {} was edited", ids[3])),
+        stdout(&edited).contains(&format!("event #{} was edited", ids[3])),
         "{}",
         stdout(&edited)
     );
-    sqlx::query("UPDATE audit_events SET outcome = $1 WHERE id = $2")
+    sqlx::query("UPDATE audit_events SET outcome = $1 WHERE seq = $2")
         .bind(&original)
         .bind(ids[3])
         .execute(&db)
@@ -200,28 +201,28 @@ async fn audit_verify_finds_edits_deletions_and_insertions() {
     // Inserted: a forged event appended after the newest one, chained to it, with a MAC made without the key.
     let newest = ids.last().copied().unwrap_or_default();
     sqlx::query(
-        "INSERT INTO audit_events (at_ms, flow_id, user_id, username, client_addr, user_agent, event, method, \
-             outcome, prev_mac, mac) \
-         SELECT at_ms + 1, flow_id, user_id, 'mallory', client_addr, user_agent, 'login', NULL, 'success', mac, \
-             prev_mac \
-         FROM audit_events WHERE id = $1",
+        "INSERT INTO audit_events (seq, mac_version, at_ms, flow_id, user_id, username, client_addr, user_agent, \
+             event, method, outcome, prev_mac, mac) \
+         SELECT seq + 1, mac_version, at_ms + 1, flow_id, user_id, 'mallory', client_addr, user_agent, 'login', \
+             NULL, 'success', mac, prev_mac \
+         FROM audit_events WHERE seq = $1",
     )
     .bind(newest)
     .execute(&db)
     .await
     .unwrap();
-    let forged: i64 = sqlx::query_scalar("SELECT MAX(id) FROM audit_events")
+    let forged: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM audit_events")
         .fetch_one(&db)
         .await
         .unwrap();
     let inserted = app.cli(&["audit", "verify"], None);
     assert!(!inserted.status.success());
     assert!(
-        stdout(&inserted).contains(&format!("event {forged} was edited or inserted")),
+        stdout(&inserted).contains(&format!("event #{forged} was edited or inserted")),
         "{}",
         stdout(&inserted)
     );
-    sqlx::query("DELETE FROM audit_events WHERE id = $1")
+    sqlx::query("DELETE FROM audit_events WHERE seq = $1")
         .bind(forged)
         .execute(&db)
         .await
@@ -229,7 +230,7 @@ async fn audit_verify_finds_edits_deletions_and_insertions() {
     assert!(app.cli(&["audit", "verify"], None).status.success());
 
     // Deleted.
-    sqlx::query("DELETE FROM audit_events WHERE id = $1")
+    sqlx::query("DELETE FROM audit_events WHERE seq = $1")
         .bind(ids[4])
         .execute(&db)
         .await
@@ -237,7 +238,7 @@ async fn audit_verify_finds_edits_deletions_and_insertions() {
     let deleted = app.cli(&["audit", "verify"], None);
     assert!(!deleted.status.success());
     assert!(
-        stdout(&deleted).contains(&format!("just before event {} were deleted", ids[5])),
+        stdout(&deleted).contains(&format!("event #{} was deleted", ids[4])),
         "{}",
         stdout(&deleted)
     );
@@ -332,15 +333,24 @@ async fn pruning_keeps_the_chain_verifiable() {
         .fetch_one(&app.db().await)
         .await
         .unwrap();
-    let pruned = app
-        .on_server(|flow| async move { flow.prune_audit().await.expect("prune") })
-        .await;
-    assert_eq!(pruned, 2, "the user_add and the first login are past 90 days");
-    let after: Vec<String> = sqlx::query_scalar("SELECT outcome FROM audit_events ORDER BY id")
+    assert_eq!(
+        prune(&app).await,
+        Pruned::Events(2),
+        "the user_add and the first login are past 90 days"
+    );
+    let after: Vec<(i64, String, String)> = sqlx::query_as("SELECT seq, event, outcome FROM audit_events ORDER BY seq")
         .fetch_all(&app.db().await)
         .await
         .unwrap();
-    assert_eq!(after, vec!["invalid_credentials"]);
+    let kept = |seq: i64, event: &str, outcome: &str| (seq, event.to_owned(), outcome.to_owned());
+    assert_eq!(
+        after,
+        vec![
+            kept(3, "login", "invalid_credentials"),
+            kept(4, "audit_prune", "success")
+        ],
+        "the numbers go on; the prune is itself audited"
+    );
     assert_eq!(before, 3);
     let verified = app.cli(&["audit", "verify"], None);
     assert!(verified.status.success(), "{verified:?}");
@@ -348,11 +358,168 @@ async fn pruning_keeps_the_chain_verifiable() {
     app.login("frank", PASSWORD).await;
     assert!(app.cli(&["audit", "verify"], None).status.success());
     // Deleting the oldest kept event is still caught.
-    sqlx::query("DELETE FROM audit_events WHERE id = (SELECT MIN(id) FROM audit_events)")
+    sqlx::query("DELETE FROM audit_events WHERE seq = (SELECT MIN(seq) FROM audit_events)")
         .execute(&app.db().await)
         .await
         .unwrap();
-    assert!(!app.cli(&["audit", "verify"], None).status.success());
+    let verified = app.cli(&["audit", "verify"], None);
+    assert!(!verified.status.success());
+    assert!(
+        stdout(&verified).contains("event #3 was deleted"),
+        "{}",
+        stdout(&verified)
+    );
+}
+
+/// The server's hourly prune, run now on the test clock.
+async fn prune(app: &TestApp) -> Pruned {
+    app.on_server(|flow| async move { flow.prune_audit(&Requester::default()).await.expect("prune") })
+        .await
+}
+
+async fn count_events(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
+        .fetch_one(&app.db().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_deleted_event_cannot_be_hidden_by_renumbering() {
+    let app = TestApp::spawn().await;
+    app.add_user("grace", PASSWORD).await;
+    for _ in 0..4 {
+        app.login("grace", "not the password").await;
+    }
+    let db = app.db().await;
+    sqlx::query("DELETE FROM audit_events WHERE seq = 3")
+        .execute(&db)
+        .await
+        .unwrap();
+    let gap = app.cli(&["audit", "verify"], None);
+    assert!(!gap.status.success());
+    assert!(stdout(&gap).contains("event #3 was deleted"), "{}", stdout(&gap));
+    // Closing the gap breaks the MACs: they cover the numbers. (Through negative numbers, so that no row meets
+    // another's number on the way.)
+    for renumber in [
+        "UPDATE audit_events SET seq = -seq WHERE seq > 3",
+        "UPDATE audit_events SET seq = -seq - 1 WHERE seq < 0",
+    ] {
+        sqlx::query(renumber).execute(&db).await.unwrap();
+    }
+    let renumbered = app.cli(&["audit", "verify"], None);
+    assert!(!renumbered.status.success());
+    assert!(
+        stdout(&renumbered).contains("event #3 was edited or inserted"),
+        "{}",
+        stdout(&renumbered)
+    );
+}
+
+#[tokio::test]
+async fn a_backdated_event_is_reported_and_pruning_refuses_to_launder_it() {
+    let app = TestApp::spawn().await;
+    app.add_user("heidi", PASSWORD).await;
+    app.login("heidi", PASSWORD).await;
+    app.advance(91 * 24 * 3600);
+    for _ in 0..3 {
+        app.login("heidi", "not the password").await;
+    }
+    // Someone who can write the database moves a recent event back past the retention period.
+    let db = app.db().await;
+    sqlx::query("UPDATE audit_events SET at_ms = 0 WHERE seq = 4")
+        .execute(&db)
+        .await
+        .unwrap();
+    let verified = app.cli(&["audit", "verify"], None);
+    assert!(!verified.status.success());
+    assert!(
+        stdout(&verified).contains("event #4 was edited"),
+        "{}",
+        stdout(&verified)
+    );
+    let before = count_events(&app).await;
+    assert_eq!(prune(&app).await, Pruned::Refused(Verdict::Altered { seq: 4 }));
+    let refused: Vec<(String, String)> =
+        sqlx::query_as("SELECT event, outcome FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(refused, vec![("audit_prune".to_owned(), "refused".to_owned())]);
+    assert_eq!(
+        count_events(&app).await,
+        before + 1,
+        "nothing was deleted; the refusal was recorded"
+    );
+    let by_hand = app.cli(&["audit", "prune"], None);
+    assert!(!by_hand.status.success());
+    assert!(
+        String::from_utf8_lossy(&by_hand.stderr).contains("nothing pruned"),
+        "{by_hand:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_clock_that_jumps_back_is_reported_and_stops_pruning() {
+    let app = TestApp::spawn().await;
+    app.add_user("ivan", PASSWORD).await;
+    app.advance(91 * 24 * 3600);
+    app.login("ivan", PASSWORD).await;
+    // Within the skew an older time is normal (requests finish in any order); beyond it, it is reported even though
+    // the server wrote it with the key.
+    app.advance(-4 * 60);
+    app.login("ivan", PASSWORD).await;
+    assert!(app.cli(&["audit", "verify"], None).status.success());
+    app.advance(-2 * 60);
+    app.login("ivan", PASSWORD).await;
+    let verified = app.cli(&["audit", "verify"], None);
+    assert!(!verified.status.success());
+    assert!(stdout(&verified).contains("event #4 is timed"), "{}", stdout(&verified));
+    assert_eq!(prune(&app).await, Pruned::Refused(Verdict::TimeBackwards { seq: 4 }));
+}
+
+#[tokio::test]
+async fn the_head_reveals_newest_events_cut_off() {
+    let app = TestApp::spawn().await;
+    let empty = app.cli(&["audit", "head"], None);
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("empty"), "{empty:?}");
+    app.add_user("judy", PASSWORD).await;
+    app.login("judy", PASSWORD).await;
+    let head = app.cli(&["audit", "head"], None);
+    assert!(head.status.success(), "{head:?}");
+    let head = stdout(&head).trim().to_owned();
+    let mac: Vec<u8> = sqlx::query_scalar("SELECT mac FROM audit_events WHERE seq = 2")
+        .fetch_one(&app.db().await)
+        .await
+        .unwrap();
+    assert_eq!(head, format!("2:{}", hex::encode(&mac)));
+    let as_json: Value = serde_json::from_str(&stdout(&app.cli(&["audit", "head", "--json"], None))).expect("JSON");
+    assert_eq!(as_json, serde_json::json!({ "seq": 2, "mac": hex::encode(&mac) }));
+
+    app.login("judy", "not the password").await;
+    assert!(app.cli(&["audit", "verify", "--head", &head], None).status.success());
+    // The two newest events deleted: the chain alone still verifies, the recorded head does not.
+    sqlx::query("DELETE FROM audit_events WHERE seq >= 2")
+        .execute(&app.db().await)
+        .await
+        .unwrap();
+    assert!(app.cli(&["audit", "verify"], None).status.success());
+    let cut = app.cli(&["audit", "verify", "--head", &head], None);
+    assert!(!cut.status.success());
+    assert!(
+        stdout(&cut).contains("the recorded head #2 is gone"),
+        "{}",
+        stdout(&cut)
+    );
+    for bad in ["2", "two:ab", "2:not-hex", ""] {
+        let refused = app.cli(&["audit", "verify", "--head", bad], None);
+        assert!(!refused.status.success());
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("--head takes SEQ:MAC"),
+            "{refused:?}"
+        );
+    }
 }
 
 #[tokio::test]

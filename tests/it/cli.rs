@@ -323,6 +323,103 @@ fn a_database_in_a_missing_folder_cannot_be_opened() {
     assert!(!dir.path().join("nonexistent-dir").exists());
 }
 
+// ---- upgrades --------------------------------------------------------------------------------------------------
+
+/// A trail written before events were numbered (migrations up to 0006, MACs without numbers, a pruning anchor over
+/// an event id) verifies after the upgrade, and new events continue its chain with numbers.
+#[tokio::test]
+async fn an_audit_trail_from_before_numbering_verifies_after_the_upgrade() {
+    use sqlx::migrate::Migrator;
+    use twofold::audit::chain::{anchor_mac_v1, event_mac_v1, Content};
+
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let path = dir.path().join("twofold.db");
+    let keys = twofold::crypto::Keys::load_or_create(&dir.path().join("twofold.key")).expect("key");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let db = sqlx::SqlitePool::connect_with(options).await.expect("database");
+    let mut old = Migrator::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"))
+        .await
+        .expect("migrations");
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|migration| migration.version <= 6)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    old.run(&db).await.expect("the schema before numbering");
+    let mut prev = Vec::new();
+    let mut macs = Vec::new();
+    for (id, outcome) in [(1_i64, "success"), (2, "invalid_credentials"), (3, "success")] {
+        let content = Content {
+            at_ms: 1_700_000_000_000 + id,
+            flow_id: Some("flow"),
+            user_id: None,
+            username: Some("olga"),
+            client_addr: Some("127.0.0.1"),
+            user_agent: None,
+            event: "login",
+            method: None,
+            outcome,
+        };
+        let mac = event_mac_v1(&keys, &prev, &content);
+        sqlx::query(
+            "INSERT INTO audit_events (id, at_ms, flow_id, username, client_addr, event, outcome, prev_mac, mac) \
+             VALUES ($1, $2, 'flow', 'olga', '127.0.0.1', 'login', $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(content.at_ms)
+        .bind(outcome)
+        .bind(&prev)
+        .bind(&mac)
+        .execute(&db)
+        .await
+        .expect("an old event");
+        prev = mac.clone();
+        macs.push(mac);
+    }
+    // The first event pruned the old way: an anchor over its id.
+    sqlx::query("DELETE FROM audit_events WHERE id = 1")
+        .execute(&db)
+        .await
+        .expect("prune");
+    sqlx::query("INSERT INTO audit_anchor (id, last_id, last_mac, mac) VALUES (1, 1, $1, $2)")
+        .bind(&macs[0])
+        .bind(anchor_mac_v1(&keys, 1, &macs[0]))
+        .execute(&db)
+        .await
+        .expect("an old anchor");
+    db.close().await;
+
+    let verified = twofold(dir.path()).args(["audit", "verify"]).output().expect("twofold");
+    assert!(verified.status.success(), "{verified:?}");
+    assert!(stdout(&verified).contains("2 events verified"), "{}", stdout(&verified));
+    let mut adding = twofold(dir.path())
+        .args(["user", "add", "olga", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("twofold user add");
+    std::io::Write::write_all(
+        &mut adding.stdin.take().expect("stdin"),
+        b"correct horse battery staple\n",
+    )
+    .expect("the password");
+    let added = adding.wait_with_output().expect("twofold user add");
+    assert!(added.status.success(), "{added:?}");
+    let verified = twofold(dir.path()).args(["audit", "verify"]).output().expect("twofold");
+    assert!(verified.status.success(), "{verified:?}");
+    assert!(stdout(&verified).contains("3 events verified"), "{}", stdout(&verified));
+    let head = twofold(dir.path()).args(["audit", "head"]).output().expect("twofold");
+    assert!(
+        stdout(&head).starts_with("3:"),
+        "the old events are numbered 1 and 2: {head:?}"
+    );
+}
+
 // ---- twofold serve -----------------------------------------------------------------------------------------------
 
 /// Kills the child when the test ends, whether it passed or not.
