@@ -3,7 +3,8 @@
 //! it, under a key derived from the server key. Editing an event breaks its own MAC, inserting one needs the key, and
 //! deleting one leaves a gap in the numbers (renumbering breaks the MACs) and breaks the next event's link. Pruning
 //! old events leaves an anchor (the last pruned event's number, time and MAC, itself MAC'd) where the kept chain
-//! starts; it deletes only a verified prefix of the chain, so a backdated event cannot take newer ones with it.
+//! starts. Pruning deletes only a verified run of events from the chain's start (`flow::operator`), so a backdated
+//! event cannot take newer ones with it.
 //!
 //! A chain cannot reveal that its newest events were cut off: `twofold audit head` prints the newest number and MAC
 //! for the operator to keep elsewhere, and `twofold audit verify --head SEQ:MAC` checks that event is still there.
@@ -214,73 +215,116 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// Checks `events` (in number order) against the anchor left by pruning, if any, and against a head the operator
-/// recorded, if given.
-pub fn verify(keys: &Keys, anchor: Option<&AuditAnchor>, events: &[AuditRecord], head: Option<&Head>) -> Verdict {
-    let (mut expected_prev, mut expected_seq, mut latest_ms) = match anchor {
-        Some(anchor) => {
+/// Checks a chain event by event, in number order, so that a trail of any length is checked in constant memory:
+/// [`Checker::new`] with the pruning anchor (if any) and a head the operator recorded (if given), then
+/// [`Checker::check`] for each event, then [`Checker::finish`].
+pub struct Checker<'k> {
+    keys: &'k Keys,
+    expected_prev: Vec<u8>,
+    expected_seq: i64,
+    latest_ms: i64,
+    /// Whether a numbered event was seen: no unnumbered one may follow it.
+    numbered: bool,
+    events: usize,
+    head: Option<Head>,
+    head_seen: bool,
+}
+
+impl<'k> Checker<'k> {
+    pub fn new(keys: &'k Keys, anchor: Option<&AuditAnchor>, head: Option<&Head>) -> Result<Self, Verdict> {
+        let mut checker = Self {
+            keys,
+            expected_prev: Vec::new(),
+            expected_seq: 1,
+            latest_ms: i64::MIN,
+            numbered: false,
+            events: 0,
+            head: head.cloned(),
+            head_seen: false,
+        };
+        if let Some(anchor) = anchor {
             let expected = match anchor.version {
                 MAC_V1 => anchor_mac_v1(keys, anchor.last_id, &anchor.last_mac),
                 _ => anchor_mac(keys, anchor.last_seq, anchor.last_at_ms, &anchor.last_mac),
             };
             if !constant_time_eq(&expected, &anchor.mac) {
-                return Verdict::AnchorAltered;
+                return Err(Verdict::AnchorAltered);
             }
-            (anchor.last_mac.clone(), anchor.last_seq + 1, anchor.last_at_ms)
+            checker.expected_prev = anchor.last_mac.clone();
+            checker.expected_seq = anchor.last_seq + 1;
+            checker.latest_ms = anchor.last_at_ms;
+            // A head that has since been pruned can only be checked when it was the last pruned event; the anchor's
+            // own MAC vouches for the rest.
+            checker.see_head(anchor.last_seq, &anchor.last_mac)?;
+            if checker.head.as_ref().is_some_and(|head| head.seq < anchor.last_seq) {
+                checker.head_seen = true;
+            }
         }
-        None => (Vec::new(), 1, i64::MIN),
-    };
-    let mut numbered = false;
-    for record in events {
+        Ok(checker)
+    }
+
+    /// The next event, which must follow the last one checked.
+    pub fn check(&mut self, record: &AuditRecord) -> Result<(), Verdict> {
         let (Some(prev), Some(mac)) = (&record.prev_mac, &record.mac) else {
-            return Verdict::Altered { seq: record.seq };
+            return Err(Verdict::Altered { seq: record.seq });
         };
         let content = Content::of(record);
         // Once events are numbered, an unnumbered MAC can only be an old event moved or a forgery.
         let computed = match record.mac_version {
-            MAC_V1 if !numbered => event_mac_v1(keys, prev, &content),
-            MAC_V2 => event_mac(keys, record.seq, prev, &content),
-            _ => return Verdict::Altered { seq: record.seq },
+            MAC_V1 if !self.numbered => event_mac_v1(self.keys, prev, &content),
+            MAC_V2 => event_mac(self.keys, record.seq, prev, &content),
+            _ => return Err(Verdict::Altered { seq: record.seq }),
         };
         if !constant_time_eq(&computed, mac) {
-            return Verdict::Altered { seq: record.seq };
+            return Err(Verdict::Altered { seq: record.seq });
         }
-        numbered |= record.mac_version == MAC_V2;
-        if record.seq != expected_seq {
-            return Verdict::Gap {
-                expected: expected_seq,
+        self.numbered |= record.mac_version == MAC_V2;
+        if record.seq != self.expected_seq {
+            return Err(Verdict::Gap {
+                expected: self.expected_seq,
                 found: record.seq,
-            };
+            });
         }
-        if !constant_time_eq(prev, &expected_prev) {
-            return Verdict::Deleted { before_seq: record.seq };
+        if !constant_time_eq(prev, &self.expected_prev) {
+            return Err(Verdict::Deleted { before_seq: record.seq });
         }
-        if record.at_ms < latest_ms.saturating_sub(CLOCK_SKEW_MS) {
-            return Verdict::TimeBackwards { seq: record.seq };
+        if record.at_ms < self.latest_ms.saturating_sub(CLOCK_SKEW_MS) {
+            return Err(Verdict::TimeBackwards { seq: record.seq });
         }
-        latest_ms = latest_ms.max(record.at_ms);
-        expected_prev = mac.clone();
-        expected_seq += 1;
+        self.see_head(record.seq, mac)?;
+        self.latest_ms = self.latest_ms.max(record.at_ms);
+        self.expected_prev.clone_from(mac);
+        self.expected_seq += 1;
+        self.events += 1;
+        Ok(())
     }
-    if let Some(head) = head {
-        let newest = expected_seq - 1;
-        if head.seq > newest {
-            return Verdict::HeadMissing { seq: head.seq, newest };
-        }
-        // A head that has since been pruned can no longer be checked; the anchor's own MAC vouches for the rest.
-        let recorded = events
-            .iter()
-            .find(|record| record.seq == head.seq)
-            .and_then(|record| record.mac.as_deref())
-            .or_else(|| anchor.filter(|a| a.last_seq == head.seq).map(|a| a.last_mac.as_slice()));
-        if recorded.is_some_and(|mac| !constant_time_eq(mac, &head.mac)) {
-            return Verdict::HeadDiffers { seq: head.seq };
+
+    /// After the newest event: whether the recorded head was among the events.
+    pub fn finish(self) -> Verdict {
+        match &self.head {
+            Some(head) if !self.head_seen => Verdict::HeadMissing {
+                seq: head.seq,
+                newest: self.expected_seq - 1,
+            },
+            _ => Verdict::Intact { events: self.events },
         }
     }
-    Verdict::Intact { events: events.len() }
+
+    fn see_head(&mut self, seq: i64, mac: &[u8]) -> Result<(), Verdict> {
+        match &self.head {
+            Some(head) if head.seq == seq => {
+                if !constant_time_eq(mac, &head.mac) {
+                    return Err(Verdict::HeadDiffers { seq });
+                }
+                self.head_seen = true;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
-/// Where pruning cuts: the last event to delete, the newest of a prefix of the chain all older than `before_ms`.
+/// Where pruning cuts: the last event to delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cut {
     pub seq: i64,
@@ -288,29 +332,14 @@ pub struct Cut {
     pub mac: Vec<u8>,
 }
 
-/// Where to prune a chain that verifies: after the longest run of events from its start that are all older than
-/// `before_ms`. The first newer event ends the run, so an old time on a newer event (a clock that jumped, an edit)
-/// never takes the events before it along. `Err` when the chain does not verify: then nothing may be pruned, or the
-/// evidence would go with it.
-pub fn cut(
-    keys: &Keys,
-    anchor: Option<&AuditAnchor>,
-    events: &[AuditRecord],
-    before_ms: i64,
-) -> Result<Option<Cut>, Verdict> {
-    match verify(keys, anchor, events, None) {
-        Verdict::Intact { .. } => {}
-        verdict => return Err(verdict),
-    }
-    Ok(events
-        .iter()
-        .take_while(|record| record.at_ms < before_ms)
-        .last()
-        .map(|record| Cut {
+impl Cut {
+    pub fn at(record: &AuditRecord) -> Self {
+        Self {
             seq: record.seq,
             at_ms: record.at_ms,
             mac: record.mac.clone().unwrap_or_default(),
-        }))
+        }
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -321,6 +350,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The whole of `events` through a [`Checker`], as `twofold audit verify` runs it page by page.
+    fn verify(keys: &Keys, anchor: Option<&AuditAnchor>, events: &[AuditRecord], head: Option<&Head>) -> Verdict {
+        let mut checker = match Checker::new(keys, anchor, head) {
+            Ok(checker) => checker,
+            Err(verdict) => return verdict,
+        };
+        for record in events {
+            if let Err(verdict) = checker.check(record) {
+                return verdict;
+            }
+        }
+        checker.finish()
+    }
 
     fn record(seq: i64, at_ms: i64, prev: &[u8]) -> AuditRecord {
         AuditRecord {
@@ -524,26 +567,5 @@ mod tests {
         for bad in ["", "4", "0:ab", "x:ab", "4:", "4:zz"] {
             assert_eq!(Head::parse(bad), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn pruning_cuts_a_verified_prefix_and_stops_at_the_first_newer_event() {
-        let keys = Keys::from_master(&[3; 32]);
-        let events = chain(&keys, 5);
-        let cut_at = |events: &[AuditRecord], before_ms| cut(&keys, None, events, before_ms).map(|c| c.map(|c| c.seq));
-        assert_eq!(cut_at(&events, 3_500), Ok(Some(3)));
-        assert_eq!(cut_at(&events, 500), Ok(None));
-        assert_eq!(cut_at(&events, 10_000), Ok(Some(5)));
-        // Event 4 backdated by someone with the key, within the skew: the cut still ends before event 3.
-        let mut backdated = events.clone();
-        backdated[3].at_ms = 1;
-        reseal(&keys, &mut backdated[3]);
-        backdated[4].prev_mac = backdated[3].mac.clone();
-        reseal(&keys, &mut backdated[4]);
-        assert_eq!(cut_at(&backdated, 2_500), Ok(Some(2)));
-        // Without the key, the edit breaks the chain and nothing is pruned.
-        let mut edited = events.clone();
-        edited[3].at_ms = 1;
-        assert_eq!(cut_at(&edited, 2_500), Err(Verdict::Altered { seq: 4 }));
     }
 }

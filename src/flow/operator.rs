@@ -7,6 +7,9 @@ use crate::audit::chain::{self, AuditRecord, Head, Verdict};
 use crate::audit::{AuditFilter, Event, Outcome, Requester};
 use crate::store::{Session, SessionId, SessionState, User};
 
+/// Events read per query when the chain is walked: memory stays bounded however long the trail.
+const AUDIT_PAGE: i64 = 1_000;
+
 /// What `audit prune` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pruned {
@@ -36,13 +39,28 @@ impl Flow {
         Ok(self.store.audit_events(filter).await?)
     }
 
-    /// Checks the whole trail's MAC chain, and that the event `head` names (as `audit head` printed it) is still
-    /// there.
+    /// Checks the whole trail's MAC chain, a page of events at a time, and that the event `head` names (as
+    /// `audit head` printed it) is still there.
     #[tracing::instrument(level = "debug", name = "flow.verify_audit", skip_all)]
     pub async fn verify_audit(&self, head: Option<&Head>) -> FlowResult<Verdict> {
         let anchor = self.store.audit_anchor().await?;
-        let events = self.store.audit_events(&AuditFilter::default()).await?;
-        Ok(chain::verify(&self.keys, anchor.as_ref(), &events, head))
+        let mut checker = match chain::Checker::new(&self.keys, anchor.as_ref(), head) {
+            Ok(checker) => checker,
+            Err(verdict) => return Ok(verdict),
+        };
+        let mut after = anchor.map_or(0, |anchor| anchor.last_seq);
+        loop {
+            let page = self.store.audit_page(after, AUDIT_PAGE).await?;
+            for record in &page {
+                if let Err(verdict) = checker.check(record) {
+                    return Ok(verdict);
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() as i64 == AUDIT_PAGE => after = last.seq,
+                _ => return Ok(checker.finish()),
+            }
+        }
     }
 
     /// The newest event's number and MAC, for the operator to keep elsewhere.
@@ -51,16 +69,22 @@ impl Flow {
         Ok(self.store.audit_head().await?)
     }
 
-    /// Deletes events older than the retention period, keeping the chain verifiable: only from a chain that
-    /// verifies, and only its oldest run of events (see [`chain::cut`]). A chain that does not verify is left whole,
-    /// with an audit event saying so.
+    /// Deletes events older than the retention period, keeping the chain verifiable. It walks the chain from its
+    /// start, by number, and cuts before the first event that is not older than the retention: an old time on a
+    /// newer event (a clock that jumped, an edit) never takes the events before it along. Every event it would
+    /// delete is verified first; if one does not verify, nothing is deleted and an audit event says so, or the
+    /// evidence would go with it.
     #[tracing::instrument(level = "debug", name = "flow.prune_audit", skip_all)]
     pub async fn prune_audit(&self, who: &Requester) -> FlowResult<Pruned> {
         let now_ms = i64::try_from(self.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
         let before_ms = now_ms.saturating_sub(self.settings.audit_retention_seconds.saturating_mul(1000));
         let anchor = self.store.audit_anchor().await?;
-        let events = self.store.audit_events(&AuditFilter::default()).await?;
-        let cut = match chain::cut(&self.keys, anchor.as_ref(), &events, before_ms) {
+        let after = anchor.as_ref().map_or(0, |anchor| anchor.last_seq);
+        let walked = match chain::Checker::new(&self.keys, anchor.as_ref(), None) {
+            Ok(checker) => self.walk_to_cut(checker, after, before_ms).await?,
+            Err(verdict) => Err(verdict),
+        };
+        let cut = match walked {
             Ok(Some(cut)) => cut,
             Ok(None) => return Ok(Pruned::Events(0)),
             Err(verdict) => {
@@ -76,6 +100,32 @@ impl Flow {
                 .await?;
         }
         Ok(Pruned::Events(pruned))
+    }
+
+    /// The last event of the chain's oldest run of events older than `before_ms`, each verified on the way.
+    async fn walk_to_cut(
+        &self,
+        mut checker: chain::Checker<'_>,
+        mut after: i64,
+        before_ms: i64,
+    ) -> FlowResult<Result<Option<chain::Cut>, Verdict>> {
+        let mut cut = None;
+        loop {
+            let page = self.store.audit_page(after, AUDIT_PAGE).await?;
+            for record in &page {
+                if record.at_ms >= before_ms {
+                    return Ok(Ok(cut));
+                }
+                if let Err(verdict) = checker.check(record) {
+                    return Ok(Err(verdict));
+                }
+                cut = Some(chain::Cut::at(record));
+            }
+            match page.last() {
+                Some(last) if page.len() as i64 == AUDIT_PAGE => after = last.seq,
+                _ => return Ok(Ok(cut)),
+            }
+        }
     }
 
     pub(super) async fn user_named(&self, username: &str) -> FlowResult<User> {

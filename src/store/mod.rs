@@ -510,6 +510,8 @@ pub trait Store: Send + Sync + 'static {
     async fn record_audit(&self, event: &AuditEvent, seal: &Seal) -> StoreResult<()>;
     /// Events matching `filter`, in chain order.
     async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
+    /// Up to `limit` events of the chain numbered after `after_seq`, in number order: the chain a page at a time.
+    async fn audit_page(&self, after_seq: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
     async fn audit_anchor(&self) -> StoreResult<Option<AuditAnchor>>;
     /// The newest event's number and MAC (the anchor's last when every event was pruned).
     async fn audit_head(&self) -> StoreResult<Option<Head>>;

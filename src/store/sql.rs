@@ -1124,6 +1124,22 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.audit_page", skip_all)]
+    async fn audit_page(&self, after_seq: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
+        self.bounded(async {
+            Ok(sqlx::query_as(
+                "SELECT id, seq, at_ms, flow_id, user_id, username, client_addr, user_agent, event, method, \
+                     outcome, prev_mac, mac, mac_version \
+                 FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?)
+        })
+        .await
+    }
+
     #[tracing::instrument(level = "debug", name = "store.audit_anchor", skip_all)]
     async fn audit_anchor(&self) -> StoreResult<Option<AuditAnchor>> {
         self.bounded(async {

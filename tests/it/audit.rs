@@ -427,30 +427,49 @@ async fn a_backdated_event_is_reported_and_pruning_refuses_to_launder_it() {
     }
     // Someone who can write the database moves a recent event back past the retention period.
     let db = app.db().await;
-    sqlx::query("UPDATE audit_events SET at_ms = 0 WHERE seq = 4")
-        .execute(&db)
-        .await
-        .unwrap();
+    let backdate = |seq: i64| {
+        let db = db.clone();
+        async move {
+            sqlx::query("UPDATE audit_events SET at_ms = 0 WHERE seq = $1")
+                .bind(seq)
+                .execute(&db)
+                .await
+                .unwrap();
+        }
+    };
+    backdate(5).await;
     let verified = app.cli(&["audit", "verify"], None);
     assert!(!verified.status.success());
     assert!(
-        stdout(&verified).contains("event #4 was edited"),
+        stdout(&verified).contains("event #5 was edited"),
         "{}",
         stdout(&verified)
     );
+    // Pruning walks by number and stops at event 3, the first within the retention: the backdated event 5 does not
+    // take 3 and 4 with it, and stays for verify to report.
+    assert_eq!(prune(&app).await, Pruned::Events(2));
+    let kept: Vec<i64> = sqlx::query_scalar("SELECT seq FROM audit_events ORDER BY seq")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(kept, vec![3, 4, 5, 6], "6 is the prune's own event");
+    let verified = app.cli(&["audit", "verify"], None);
+    assert!(
+        stdout(&verified).contains("event #5 was edited"),
+        "{}",
+        stdout(&verified)
+    );
+    // An edited event among those pruning would delete: nothing is deleted, and the refusal is recorded.
+    backdate(3).await;
     let before = count_events(&app).await;
-    assert_eq!(prune(&app).await, Pruned::Refused(Verdict::Altered { seq: 4 }));
+    assert_eq!(prune(&app).await, Pruned::Refused(Verdict::Altered { seq: 3 }));
     let refused: Vec<(String, String)> =
         sqlx::query_as("SELECT event, outcome FROM audit_events ORDER BY seq DESC LIMIT 1")
             .fetch_all(&db)
             .await
             .unwrap();
     assert_eq!(refused, vec![("audit_prune".to_owned(), "refused".to_owned())]);
-    assert_eq!(
-        count_events(&app).await,
-        before + 1,
-        "nothing was deleted; the refusal was recorded"
-    );
+    assert_eq!(count_events(&app).await, before + 1, "nothing was deleted");
     let by_hand = app.cli(&["audit", "prune"], None);
     assert!(!by_hand.status.success());
     assert!(
@@ -460,7 +479,7 @@ async fn a_backdated_event_is_reported_and_pruning_refuses_to_launder_it() {
 }
 
 #[tokio::test]
-async fn a_clock_that_jumps_back_is_reported_and_stops_pruning() {
+async fn a_clock_that_jumps_back_is_reported_and_not_pruned_away() {
     let app = TestApp::spawn().await;
     app.add_user("ivan", PASSWORD).await;
     app.advance(91 * 24 * 3600);
@@ -475,7 +494,54 @@ async fn a_clock_that_jumps_back_is_reported_and_stops_pruning() {
     let verified = app.cli(&["audit", "verify"], None);
     assert!(!verified.status.success());
     assert!(stdout(&verified).contains("event #4 is timed"), "{}", stdout(&verified));
-    assert_eq!(prune(&app).await, Pruned::Refused(Verdict::TimeBackwards { seq: 4 }));
+    assert_eq!(
+        prune(&app).await,
+        Pruned::Events(1),
+        "only the user_add is past the retention"
+    );
+    let verified = app.cli(&["audit", "verify"], None);
+    assert!(stdout(&verified).contains("event #4 is timed"), "{}", stdout(&verified));
+}
+
+#[tokio::test]
+async fn a_trail_longer_than_a_page_verifies_and_prunes_whole() {
+    let app = TestApp::spawn().await;
+    app.add_user("kim", PASSWORD).await;
+    // 2,500 cheap events (each revocation is audited), so that verify and prune read the chain in three pages.
+    app.on_server(|flow| async move {
+        for _ in 0..2_499 {
+            flow.revoke_user_sessions("kim").await.expect("revoke");
+        }
+    })
+    .await;
+    let verified = app.cli(&["audit", "verify"], None);
+    assert!(
+        stdout(&verified).contains("2500 events verified"),
+        "{}",
+        stdout(&verified)
+    );
+    app.advance(91 * 24 * 3600);
+    app.login("kim", PASSWORD).await;
+    assert_eq!(prune(&app).await, Pruned::Events(2_500));
+    let verified = app.cli(&["audit", "verify"], None);
+    assert!(stdout(&verified).contains("2 events verified"), "{}", stdout(&verified));
+    // A deletion deep in a later page is found too.
+    app.on_server(|flow| async move {
+        for _ in 0..1_500 {
+            flow.revoke_user_sessions("kim").await.expect("revoke");
+        }
+    })
+    .await;
+    sqlx::query("DELETE FROM audit_events WHERE seq = 3700")
+        .execute(&app.db().await)
+        .await
+        .unwrap();
+    let verified = app.cli(&["audit", "verify"], None);
+    assert!(
+        stdout(&verified).contains("event #3700 was deleted"),
+        "{}",
+        stdout(&verified)
+    );
 }
 
 #[tokio::test]
