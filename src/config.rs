@@ -16,45 +16,67 @@ use crate::sms::{SmsConfig, SmsGatewayConfig};
 
 const ENV_PREFIX: &str = "TWOFOLD_";
 
-/// The keys a config file or the environment may set, and their defaults.
+/// The keys a config file or the environment may set, and their defaults. Durations are read by serde
+/// (`humantime-serde`: "500ms", "30s", "30m", "12h", "90d"); their ranges are checked in [`validate`].
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: String,
     database_url: String,
     database_pool_size: u32,
-    database_timeout: String,
+    #[serde(with = "humantime_serde")]
+    database_timeout: Duration,
     public_url: String,
     issuer: String,
     allow_registration: bool,
     secret_key_file: Option<PathBuf>,
     trusted_proxies: Vec<String>,
-    session_lifetime: String,
-    session_idle_timeout: String,
-    session_cache: String,
+    #[serde(with = "humantime_serde")]
+    session_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    session_idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    session_cache: Duration,
     log: String,
     log_format: String,
-    audit_retention: String,
-    header_read_timeout: String,
-    body_read_timeout: String,
-    keep_alive_timeout: String,
+    #[serde(with = "humantime_serde")]
+    audit_retention: Duration,
+    #[serde(with = "humantime_serde")]
+    header_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    body_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    keep_alive_timeout: Duration,
     max_connections: usize,
     sms: Option<RawSms>,
 }
 
-/// The `[sms]` section as written. No `Debug`: it holds gateway credentials.
-#[derive(Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSms {
-    gateway: Option<String>,
-    timeout: Option<String>,
-    url: Option<String>,
-    token: Option<String>,
-    account_sid: Option<String>,
-    auth_token: Option<String>,
-    from: Option<String>,
-    base_url: Option<String>,
-    budget_per_hour: Option<i64>,
+/// The `[sms]` section as written, one variant per gateway, so that a gateway's settings cannot be given to another
+/// (`from` for the HTTP gateway is an unknown key, not an ignored one). No `Debug`: it holds gateway credentials.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(tag = "gateway", rename_all = "lowercase", deny_unknown_fields)]
+enum RawSms {
+    Http {
+        url: String,
+        token: Option<String>,
+        #[serde(default, with = "humantime_serde")]
+        timeout: Option<Duration>,
+        budget_per_hour: Option<i64>,
+    },
+    Twilio {
+        account_sid: String,
+        auth_token: String,
+        from: String,
+        base_url: Option<String>,
+        #[serde(default, with = "humantime_serde")]
+        timeout: Option<Duration>,
+        budget_per_hour: Option<i64>,
+    },
+    Console {
+        #[serde(default, with = "humantime_serde")]
+        timeout: Option<Duration>,
+        budget_per_hour: Option<i64>,
+    },
 }
 
 impl Default for RawConfig {
@@ -63,21 +85,21 @@ impl Default for RawConfig {
             listen: "127.0.0.1:8080".into(),
             database_url: "sqlite://twofold.db".into(),
             database_pool_size: DEFAULT_POOL_SIZE,
-            database_timeout: "5s".into(),
+            database_timeout: Duration::from_secs(5),
             public_url: "http://127.0.0.1:8080".into(),
             issuer: "Twofold".into(),
             allow_registration: false,
             secret_key_file: None,
             trusted_proxies: Vec::new(),
-            session_lifetime: "12h".into(),
-            session_idle_timeout: "30m".into(),
-            session_cache: "1s".into(),
+            session_lifetime: Duration::from_secs(12 * 3600),
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            session_cache: Duration::from_secs(1),
             log: "info".into(),
             log_format: "text".into(),
-            audit_retention: "90d".into(),
-            header_read_timeout: "10s".into(),
-            body_read_timeout: "10s".into(),
-            keep_alive_timeout: "75s".into(),
+            audit_retention: Duration::from_secs(90 * 24 * 3600),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(75),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             sms: None,
         }
@@ -318,20 +340,46 @@ fn parse_env_value(key: &str, value: &str) -> figment::value::Value {
 }
 
 fn describe(error: figment::Error, file: Option<&Path>) -> ConfigError {
+    use figment::error::Kind;
     let place = file.map(|path| format!(" in {}", path.display())).unwrap_or_default();
+    // Inside `[sms]` (an internally tagged enum, which serde reads through a buffer) figment knows only the section,
+    // not the key; the section's only duration is `timeout` and its only number `budget_per_hour`.
+    let in_sms = error.path.first().is_some_and(|key| key == "sms");
+    let key = |sms_key: &str| {
+        if in_sms {
+            format!("sms.{sms_key}")
+        } else {
+            error.path.join(".")
+        }
+    };
     let message = match &error.kind {
-        figment::error::Kind::UnknownField(field, expected) => {
-            // Figment does not record the path of an unknown nested key; the keys it expected tell the section.
-            let section = if expected.contains(&"gateway") { "sms." } else { "" };
-            format!(
-                "unknown key `{section}{field}`{place}. Known keys: {}.",
-                KNOWN_KEYS.join(", ")
-            )
+        Kind::UnknownField(field, expected) if in_sms || expected.contains(&"budget_per_hour") => format!(
+            "unknown key `sms.{field}`{place}: this gateway's keys are gateway, {}.",
+            expected.join(", ")
+        ),
+        Kind::UnknownField(field, _) => format!("unknown key `{field}`{place}. Known keys: {}.", KNOWN_KEYS.join(", ")),
+        Kind::InvalidValue(actual, expected) if expected == "a duration" => format!(
+            "`{}`{place} is {actual}, which is not a duration: write one like \"500ms\", \"30s\", \"30m\", \"12h\" \
+             or \"90d\".",
+            key("timeout")
+        ),
+        Kind::InvalidType(actual, expected) if in_sms && !expected.starts_with("i64") => {
+            format!("a key of [sms]{place} has the wrong type: found {actual}, expected {expected}.")
         }
-        figment::error::Kind::InvalidType(actual, expected) => {
-            let key = error.path.join(".");
-            format!("`{key}`{place} has the wrong type: found {actual}, expected {expected}.")
+        Kind::InvalidType(actual, expected) => format!(
+            "`{}`{place} has the wrong type: found {actual}, expected {expected}.",
+            key("budget_per_hour")
+        ),
+        Kind::UnknownVariant(found, _) if in_sms => format!(
+            "[sms] gateway = {found:?}{place} is not one of \"http\", \"twilio\" or \"console\" (TWOFOLD_SMS__GATEWAY)."
+        ),
+        Kind::MissingField(field) if in_sms && field == "gateway" => {
+            format!("[sms]{place} needs `gateway`: \"http\", \"twilio\" or \"console\" (TWOFOLD_SMS__GATEWAY).")
         }
+        Kind::MissingField(field) if in_sms => format!(
+            "[sms]{place}: this gateway needs `{field}` (TWOFOLD_SMS__{}).",
+            field.to_ascii_uppercase()
+        ),
         _ => format!("invalid configuration{place}: {error}"),
     };
     ConfigError::Invalid(message)
@@ -359,16 +407,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             raw.database_pool_size
         )));
     }
-    let database_timeout = humantime::parse_duration(raw.database_timeout.trim())
-        .ok()
-        .filter(|t| *t >= Duration::from_millis(100) && *t <= Duration::from_secs(300))
-        .ok_or_else(|| {
-            invalid(format!(
-                "database_timeout = {:?} is not a duration between 100ms and 5m, such as \"5s\"; it bounds how long a \
-                 request waits for the database.",
-                raw.database_timeout
-            ))
-        })?;
+    let database_timeout = within(
+        "database_timeout",
+        raw.database_timeout,
+        Duration::from_millis(100)..=Duration::from_secs(300),
+        "it bounds how long a request waits for the database",
+    )?;
     let public_url = Url::parse(raw.public_url.trim())
         .ok()
         .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
@@ -406,48 +450,54 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             raw.log
         )));
     }
-    let session_lifetime = parse_duration("session_lifetime", &raw.session_lifetime)?;
-    let session_idle_timeout = parse_duration("session_idle_timeout", &raw.session_idle_timeout)?;
-    let session_cache = humantime::parse_duration(raw.session_cache.trim())
-        .ok()
-        .filter(|t| *t <= Duration::from_secs(10))
-        .ok_or_else(|| {
-            invalid(format!(
-                "session_cache = {:?} is not a duration between 0s and 10s, such as \"1s\"; it is how long a session \
-                 check may rely on what was read from the database, so how late a session ended by another instance \
-                 stops working here (\"0s\": never rely on it).",
-                raw.session_cache
-            ))
-        })?;
+    let at_least_a_minute = Duration::from_secs(60)..=Duration::MAX;
+    let session_lifetime = within(
+        "session_lifetime",
+        raw.session_lifetime,
+        at_least_a_minute.clone(),
+        "the longest a signed-in session lasts",
+    )?;
+    let session_idle_timeout = within(
+        "session_idle_timeout",
+        raw.session_idle_timeout,
+        at_least_a_minute.clone(),
+        "how long a signed-in session lasts without a request",
+    )?;
+    let session_cache = within(
+        "session_cache",
+        raw.session_cache,
+        Duration::ZERO..=Duration::from_secs(10),
+        "how long a session check may rely on what was read from the database, so how late a session ended by \
+         another instance stops working here (\"0s\": never rely on it)",
+    )?;
     let log_json = match raw.log_format.trim() {
         "text" => false,
         "json" => true,
         other => return Err(invalid(format!("log_format = {other:?} is not \"text\" or \"json\"."))),
     };
-    let audit_retention = parse_duration("audit_retention", &raw.audit_retention)?;
-    let connection_timeout = |key: &str, value: &str, meaning: &str| {
-        humantime::parse_duration(value.trim())
-            .ok()
-            .filter(|t| *t >= Duration::from_millis(100) && *t <= Duration::from_secs(600))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "{key} = {value:?} is not a duration between 100ms and 10m, such as \"10s\"; it is {meaning}."
-                ))
-            })
-    };
-    let header_read_timeout = connection_timeout(
+    let audit_retention = within(
+        "audit_retention",
+        raw.audit_retention,
+        at_least_a_minute,
+        "how long audit events are kept",
+    )?;
+    let connection = Duration::from_millis(100)..=Duration::from_secs(600);
+    let header_read_timeout = within(
         "header_read_timeout",
-        &raw.header_read_timeout,
+        raw.header_read_timeout,
+        connection.clone(),
         "how long a request's header may take to arrive",
     )?;
-    let body_read_timeout = connection_timeout(
+    let body_read_timeout = within(
         "body_read_timeout",
-        &raw.body_read_timeout,
+        raw.body_read_timeout,
+        connection.clone(),
         "how long a request's body may take to arrive",
     )?;
-    let keep_alive_timeout = connection_timeout(
+    let keep_alive_timeout = within(
         "keep_alive_timeout",
-        &raw.keep_alive_timeout,
+        raw.keep_alive_timeout,
+        connection,
         "how long an idle connection stays open",
     )?;
     if !(16..=1_000_000).contains(&raw.max_connections) {
@@ -486,13 +536,15 @@ const TWILIO_BASE_URL: &str = "https://api.twilio.com";
 
 fn validate_sms(raw: RawSms) -> Result<SmsConfig, ConfigError> {
     let invalid = |message: String| ConfigError::Invalid(message);
-    let required = |value: Option<String>, key: &str, gateway: &str| {
-        value.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-            invalid(format!(
-                "[sms] gateway = \"{gateway}\" needs `{key}` (TWOFOLD_SMS__{}).",
+    let required = |value: String, key: &str| {
+        if value.trim().is_empty() {
+            Err(invalid(format!(
+                "[sms] `{key}` is empty (TWOFOLD_SMS__{}).",
                 key.to_ascii_uppercase()
-            ))
-        })
+            )))
+        } else {
+            Ok(value)
+        }
     };
     let url = |value: String, key: &str| {
         Url::parse(value.trim())
@@ -500,37 +552,49 @@ fn validate_sms(raw: RawSms) -> Result<SmsConfig, ConfigError> {
             .filter(|url| matches!(url.scheme(), "http" | "https"))
             .ok_or_else(|| invalid(format!("[sms] {key} = {value:?} is not an http(s) URL.")))
     };
-    let timeout = match raw.timeout {
-        None => Duration::from_secs(5),
-        Some(text) => humantime::parse_duration(text.trim())
-            .ok()
-            .filter(|t| !t.is_zero() && *t <= Duration::from_secs(60))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "[sms] timeout = {text:?} is not a duration between 1ms and 60s, such as \"5s\" or \"500ms\"."
-                ))
-            })?,
+    let (gateway, timeout, budget_per_hour) = match raw {
+        RawSms::Http {
+            url: address,
+            token,
+            timeout,
+            budget_per_hour,
+        } => (
+            SmsGatewayConfig::Http {
+                url: url(address, "url")?,
+                token: token.filter(|t| !t.is_empty()).map(SecretString::from),
+            },
+            timeout,
+            budget_per_hour,
+        ),
+        RawSms::Twilio {
+            account_sid,
+            auth_token,
+            from,
+            base_url,
+            timeout,
+            budget_per_hour,
+        } => (
+            SmsGatewayConfig::Twilio {
+                account_sid: required(account_sid, "account_sid")?,
+                auth_token: SecretString::from(required(auth_token, "auth_token")?),
+                from: required(from, "from")?,
+                base_url: url(base_url.unwrap_or_else(|| TWILIO_BASE_URL.into()), "base_url")?,
+            },
+            timeout,
+            budget_per_hour,
+        ),
+        RawSms::Console {
+            timeout,
+            budget_per_hour,
+        } => (SmsGatewayConfig::Console, timeout, budget_per_hour),
     };
-    let gateway = match raw.gateway.as_deref().map(str::trim) {
-        Some("http") => SmsGatewayConfig::Http {
-            url: url(required(raw.url, "url", "http")?, "url")?,
-            token: raw.token.filter(|t| !t.is_empty()).map(SecretString::from),
-        },
-        Some("twilio") => SmsGatewayConfig::Twilio {
-            account_sid: required(raw.account_sid, "account_sid", "twilio")?,
-            auth_token: SecretString::from(required(raw.auth_token, "auth_token", "twilio")?),
-            from: required(raw.from, "from", "twilio")?,
-            base_url: url(raw.base_url.unwrap_or_else(|| TWILIO_BASE_URL.into()), "base_url")?,
-        },
-        Some("console") => SmsGatewayConfig::Console,
-        other => {
-            return Err(invalid(format!(
-                "[sms] gateway = {:?} is not one of \"http\", \"twilio\" or \"console\" (TWOFOLD_SMS__GATEWAY).",
-                other.unwrap_or("")
-            )))
-        }
-    };
-    let budget_per_hour = match raw.budget_per_hour {
+    let timeout = within(
+        "[sms] timeout",
+        timeout.unwrap_or(Duration::from_secs(5)),
+        Duration::from_millis(1)..=Duration::from_secs(60),
+        "how long one try to reach the gateway may take",
+    )?;
+    let budget_per_hour = match budget_per_hour {
         None => None,
         Some(budget) if budget >= 1 => Some(budget),
         Some(budget) => {
@@ -546,15 +610,26 @@ fn validate_sms(raw: RawSms) -> Result<SmsConfig, ConfigError> {
     })
 }
 
-fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(value.trim())
-        .ok()
-        .filter(|duration| *duration >= Duration::from_secs(60))
-        .ok_or_else(|| {
-            ConfigError::Invalid(format!(
-                "{key} = {value:?} is not a duration of at least a minute, such as \"30m\" or \"12h\"."
-            ))
-        })
+/// `value` if it lies in `range`, else the error that says what `key` is for.
+fn within(
+    key: &str,
+    value: Duration,
+    range: std::ops::RangeInclusive<Duration>,
+    meaning: &str,
+) -> Result<Duration, ConfigError> {
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    let bound = |duration: &Duration| humantime::format_duration(*duration).to_string();
+    let allowed = if *range.end() == Duration::MAX {
+        format!("at least {}", bound(range.start()))
+    } else {
+        format!("between {} and {}", bound(range.start()), bound(range.end()))
+    };
+    Err(ConfigError::Invalid(format!(
+        "{key} = \"{}\" is out of range: it must be {allowed}; it is {meaning}.",
+        bound(&value)
+    )))
 }
 
 /// `twofold.key` in the folder of the SQLite file; with PostgreSQL, in the working directory (every instance must then
@@ -703,6 +778,87 @@ mod tests {
         std::fs::write(&path, "[sms]\ngateway = \"console\"\nspeed = 3\n").unwrap();
         let message = Config::load_from(Some(&path), env(&[])).unwrap_err().to_string();
         assert!(message.contains("unknown key `sms.speed`"), "{message}");
+    }
+
+    /// One configuration file, and the whole error it gets.
+    fn file_error(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twofold.toml");
+        std::fs::write(&path, text).unwrap();
+        let message = Config::load_from(Some(&path), env(&[])).unwrap_err().to_string();
+        message.replace(&path.display().to_string(), "FILE")
+    }
+
+    #[test]
+    fn each_kind_of_mistake_gets_its_own_message() {
+        let cases = [
+            (
+                "session_lifetime = \"soon\"",
+                "`session_lifetime` in FILE is string \"soon\", which is not a duration: write one like \"500ms\", \
+                 \"30s\", \"30m\", \"12h\" or \"90d\".",
+            ),
+            (
+                "session_idle_timeout = \"10s\"",
+                "session_idle_timeout = \"10s\" is out of range: it must be at least 1m; it is how long a signed-in \
+                 session lasts without a request.",
+            ),
+            (
+                "session_cache = \"1m\"",
+                "session_cache = \"1m\" is out of range: it must be between 0s and 10s; it is how long a session check \
+                 may rely on what was read from the database, so how late a session ended by another instance stops \
+                 working here (\"0s\": never rely on it).",
+            ),
+            (
+                "allow_registration = \"maybe\"",
+                "`allow_registration` in FILE has the wrong type: found string \"maybe\", expected a boolean.",
+            ),
+            (
+                "max_connections = \"lots\"",
+                "`max_connections` in FILE has the wrong type: found string \"lots\", expected usize.",
+            ),
+            ("[sms]\ntimeout = \"5s\"", "[sms] in FILE needs `gateway`: \"http\", \"twilio\" or \"console\" (TWOFOLD_SMS__GATEWAY)."),
+            (
+                "[sms]\ngateway = \"pigeon\"",
+                "[sms] gateway = \"pigeon\" in FILE is not one of \"http\", \"twilio\" or \"console\" (TWOFOLD_SMS__GATEWAY).",
+            ),
+            (
+                "[sms]\ngateway = \"twilio\"\naccount_sid = \"AC1\"\nfrom = \"+15550001111\"",
+                "[sms] in FILE: this gateway needs `auth_token` (TWOFOLD_SMS__AUTH_TOKEN).",
+            ),
+            (
+                "[sms]\ngateway = \"http\"\nurl = \"https://sms.example\"\nfrom = \"+15550001111\"",
+                "unknown key `sms.from` in FILE: this gateway's keys are gateway, url, token, timeout, budget_per_hour.",
+            ),
+            (
+                "[sms]\ngateway = \"console\"\ntimeout = \"fast\"",
+                "`sms.timeout` in FILE is string \"fast\", which is not a duration: write one like \"500ms\", \"30s\", \
+                 \"30m\", \"12h\" or \"90d\".",
+            ),
+            (
+                "[sms]\ngateway = \"console\"\ntimeout = \"2m\"",
+                "[sms] timeout = \"2m\" is out of range: it must be between 1ms and 1m; it is how long one try to \
+                 reach the gateway may take.",
+            ),
+            (
+                "[sms]\ngateway = \"console\"\nbudget_per_hour = \"many\"",
+                "`sms.budget_per_hour` in FILE has the wrong type: found string \"many\", expected i64.",
+            ),
+            (
+                "[sms]\ngateway = \"http\"\nurl = 5",
+                "a key of [sms] in FILE has the wrong type: found signed int `5`, expected a string.",
+            ),
+            (
+                "[sms]\ngateway = \"http\"\nurl = \"ftp://sms.example\"",
+                "[sms] url = \"ftp://sms.example\" is not an http(s) URL.",
+            ),
+            (
+                "[sms]\ngateway = \"twilio\"\naccount_sid = \" \"\nauth_token = \"t\"\nfrom = \"+1\"",
+                "[sms] `account_sid` is empty (TWOFOLD_SMS__ACCOUNT_SID).",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(file_error(text), expected, "for:\n{text}");
+        }
     }
 
     #[test]
