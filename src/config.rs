@@ -6,7 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Format, Serialized, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Value};
 use figment::Figment;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,7 @@ struct RawConfig {
     issuer: String,
     allow_registration: bool,
     secret_key_file: Option<PathBuf>,
+    #[serde(deserialize_with = "list")]
     trusted_proxies: Vec<String>,
     #[serde(with = "humantime_serde")]
     session_lifetime: Duration,
@@ -61,6 +63,7 @@ enum RawSms {
         token: Option<String>,
         #[serde(default, with = "humantime_serde")]
         timeout: Option<Duration>,
+        #[serde(default, deserialize_with = "budget")]
         budget_per_hour: Option<i64>,
     },
     Twilio {
@@ -70,13 +73,54 @@ enum RawSms {
         base_url: Option<String>,
         #[serde(default, with = "humantime_serde")]
         timeout: Option<Duration>,
+        #[serde(default, deserialize_with = "budget")]
         budget_per_hour: Option<i64>,
     },
     Console {
         #[serde(default, with = "humantime_serde")]
         timeout: Option<Duration>,
+        #[serde(default, deserialize_with = "budget")]
         budget_per_hour: Option<i64>,
     },
+}
+
+/// A list as a file writes it (`["10.0.0.5", "10.0.0.6"]`) or as an environment variable does (`10.0.0.5,10.0.0.6`).
+fn list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Items(Vec<String>),
+        Text(String),
+    }
+    Ok(match List::deserialize(deserializer)? {
+        List::Items(items) => items,
+        List::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+/// `[sms] budget_per_hour` as a number or as text. serde reads an internally tagged enum through its own buffer, out
+/// of reach of figment's lossy reading, so the text an environment variable gives is parsed here.
+fn budget<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Budget {
+        Number(i64),
+        Text(String),
+    }
+    match Option::<Budget>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Budget::Number(budget)) => Ok(Some(budget)),
+        Some(Budget::Text(text)) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::invalid_type(serde::de::Unexpected::Str(&text), &"i64")),
+    }
 }
 
 impl Default for RawConfig {
@@ -105,37 +149,6 @@ impl Default for RawConfig {
         }
     }
 }
-
-const KNOWN_KEYS: &[&str] = &[
-    "listen",
-    "database_url",
-    "database_pool_size",
-    "database_timeout",
-    "public_url",
-    "issuer",
-    "allow_registration",
-    "secret_key_file",
-    "trusted_proxies",
-    "session_lifetime",
-    "session_idle_timeout",
-    "session_cache",
-    "log",
-    "log_format",
-    "audit_retention",
-    "header_read_timeout",
-    "body_read_timeout",
-    "keep_alive_timeout",
-    "max_connections",
-    "sms.gateway",
-    "sms.timeout",
-    "sms.url",
-    "sms.token",
-    "sms.account_sid",
-    "sms.auth_token",
-    "sms.from",
-    "sms.base_url",
-    "sms.budget_per_hour",
-];
 
 /// Connections per instance. Twofold's statements are short and Argon2 hashing (the slow part of a request) runs at
 /// most one per core outside any connection, so on 2 cores 8 connections keep requests from queueing for the database
@@ -262,15 +275,27 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Defaults, then the config file (if any), then `TWOFOLD_*` variables from the process environment.
+    /// Defaults, then the config file (if any), then `TWOFOLD_*` variables from the process environment, named by
+    /// figment's `Env` provider (prefix removed, lower case, `__` for nesting: `TWOFOLD_SMS__GATEWAY` is
+    /// `sms.gateway`).
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_from(file, std::env::vars())
+        // `TWOFOLD_TEST_*` belong to the test suite (README, "Tests"), which runs servers in its own environment.
+        let environment = Env::prefixed(ENV_PREFIX)
+            .split("__")
+            .filter(|key| !key.as_str().starts_with("test_"));
+        Self::load_from(file, environment.iter().map(|(key, value)| (key.to_string(), value)))
     }
 
-    /// Like [`Config::load`], with the environment given explicitly (tests use this).
+    /// Like [`Config::load`], with `settings` (dotted keys such as `sms.gateway`, values as text) in the place of
+    /// the environment's variables; the tests' servers are configured this way.
+    ///
+    /// Values stay text, read as booleans and numbers where a key wants one (`extract_lossy`): figment's `Env` alone
+    /// reads a value as a TOML-like literal, which would turn an SMS sender `+15550001111` into a number and take the
+    /// quotes off a token. A setting no key of [`RawConfig`] has is dropped with a warning rather than refused, since
+    /// an environment is shared with other programs; the same mistake in a file is an error.
     pub fn load_from(
         file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
+        settings: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
         if let Some(path) = file {
@@ -280,28 +305,37 @@ impl Config {
             })?;
             figment = figment.merge(Toml::string(&text));
         }
+        let mut environment = Dict::new();
+        for (key, value) in settings {
+            insert(&mut environment, &key, value);
+        }
         let mut warnings = Vec::new();
-        let mut ours = Vec::new();
-        for (name, value) in env {
-            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
+        loop {
+            let error = match figment
+                .clone()
+                .merge(Serialized::defaults(&environment))
+                .extract_lossy::<RawConfig>()
+            {
+                Ok(raw) => {
+                    let mut config = validate(raw)?;
+                    config.warnings = warnings;
+                    return Ok(config);
+                }
+                Err(error) => error,
             };
-            let key = key.to_ascii_lowercase().replace("__", ".");
-            if KNOWN_KEYS.contains(&key.as_str()) {
-                ours.push((key, value));
-            } else if !key.starts_with("test_") {
-                warnings.push(format!(
-                    "ignoring the environment variable {name}: Twofold has no key `{key}` (nested keys are joined by __, as in TWOFOLD_SMS__GATEWAY)"
-                ));
+            let place = Place::of(&error, &environment, file);
+            match (&error.kind, &place) {
+                (figment::error::Kind::UnknownField(..), Place::Variable(variable))
+                    if remove(&mut environment, &key_of(&error)) =>
+                {
+                    warnings.push(format!(
+                        "ignoring the environment variable {variable}: Twofold has no such key (nested keys are \
+                         joined by __, as in TWOFOLD_SMS__GATEWAY)"
+                    ));
+                }
+                _ => return Err(describe(&error, &place)),
             }
         }
-        for (key, value) in ours {
-            figment = figment.merge(Serialized::default(&key, parse_env_value(&key, &value)));
-        }
-        let raw: RawConfig = figment.extract().map_err(|error| describe(error, file))?;
-        let mut config = validate(raw)?;
-        config.warnings = warnings;
-        Ok(config)
     }
 
     pub fn secure_cookies(&self) -> bool {
@@ -314,34 +348,97 @@ impl Config {
     }
 }
 
-/// Environment values are text; give booleans and lists their TOML types so serde sees what a file would give.
-fn parse_env_value(key: &str, value: &str) -> figment::value::Value {
-    use figment::value::Value;
-    match key {
-        "allow_registration" => match value.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Value::from(true),
-            "false" | "0" | "no" | "off" | "" => Value::from(false),
-            _ => Value::from(value.to_owned()),
-        },
-        "database_pool_size" | "max_connections" | "sms.budget_per_hour" => value
-            .trim()
-            .parse::<u32>()
-            .map_or_else(|_| Value::from(value.to_owned()), Value::from),
-        "trusted_proxies" => Value::from(
-            value
-                .split(',')
-                .map(str::trim)
-                .filter(|item| !item.is_empty())
-                .map(str::to_owned)
-                .collect::<Vec<_>>(),
-        ),
-        _ => Value::from(value.to_owned()),
+/// Puts `value` at the dotted `key` of `dict`, making the sections on the way.
+fn insert(dict: &mut Dict, key: &str, value: String) {
+    match key.split_once('.') {
+        None => {
+            dict.insert(key.to_owned(), Value::from(value));
+        }
+        Some((section, rest)) => {
+            let entry = dict
+                .entry(section.to_owned())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert(inner, rest, value);
+            }
+        }
     }
 }
 
-fn describe(error: figment::Error, file: Option<&Path>) -> ConfigError {
+/// The value at the dotted `key` (given as its parts) of `dict`, if there is one.
+fn lookup<'a>(dict: &'a Dict, key: &[&str]) -> Option<&'a Value> {
+    let (last, sections) = key.split_last()?;
+    let mut dict = dict;
+    for section in sections {
+        dict = dict.get(*section)?.as_dict()?;
+    }
+    dict.get(*last)
+}
+
+/// Takes the value at the dotted `key` (given as its parts) out of `dict`; whether there was one.
+fn remove(dict: &mut Dict, key: &[&str]) -> bool {
+    let Some((last, sections)) = key.split_last() else {
+        return false;
+    };
+    let mut dict = dict;
+    for section in sections {
+        match dict.get_mut(*section) {
+            Some(Value::Dict(_, inner)) => dict = inner,
+            _ => return false,
+        }
+    }
+    dict.remove(*last).is_some()
+}
+
+/// The dotted key an error is about, as its parts. figment's path ends with an unknown key's name, except inside
+/// `[sms]`, which serde reads through a buffer and figment knows only as the section.
+fn key_of(error: &figment::Error) -> Vec<&str> {
+    let mut key: Vec<&str> = error.path.iter().map(String::as_str).collect();
+    if let figment::error::Kind::UnknownField(field, _) = &error.kind {
+        if key.last() != Some(&field.as_str()) {
+            key.push(field);
+        }
+    }
+    key
+}
+
+/// Where the value an error is about was written.
+enum Place {
+    /// An environment variable (or a test's setting), by its name.
+    Variable(String),
+    File(PathBuf),
+    Default,
+}
+
+impl Place {
+    fn of(error: &figment::Error, environment: &Dict, file: Option<&Path>) -> Self {
+        let key = key_of(error);
+        if lookup(environment, &key).is_some() {
+            // Inside `[sms]` figment names only the section (see `key_of`), so such an error names its variables.
+            let name = if key == ["sms"] {
+                "SMS__*".to_owned()
+            } else {
+                key.join("__").to_ascii_uppercase()
+            };
+            return Self::Variable(format!("{ENV_PREFIX}{name}"));
+        }
+        file.map_or(Self::Default, |path| Self::File(path.to_owned()))
+    }
+}
+
+/// As the error messages say it: " in FILE", " in TWOFOLD_KEY", or nothing.
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Variable(name) => write!(f, " in {name}"),
+            Self::File(path) => write!(f, " in {}", path.display()),
+            Self::Default => Ok(()),
+        }
+    }
+}
+
+fn describe(error: &figment::Error, place: &Place) -> ConfigError {
     use figment::error::Kind;
-    let place = file.map(|path| format!(" in {}", path.display())).unwrap_or_default();
     // Inside `[sms]` (an internally tagged enum, which serde reads through a buffer) figment knows only the section,
     // not the key; the section's only duration is `timeout` and its only number `budget_per_hour`.
     let in_sms = error.path.first().is_some_and(|key| key == "sms");
@@ -357,7 +454,9 @@ fn describe(error: figment::Error, file: Option<&Path>) -> ConfigError {
             "unknown key `sms.{field}`{place}: this gateway's keys are gateway, {}.",
             expected.join(", ")
         ),
-        Kind::UnknownField(field, _) => format!("unknown key `{field}`{place}. Known keys: {}.", KNOWN_KEYS.join(", ")),
+        Kind::UnknownField(field, expected) => {
+            format!("unknown key `{field}`{place}. Known keys: {}.", expected.join(", "))
+        }
         Kind::InvalidValue(actual, expected) if expected == "a duration" => format!(
             "`{}`{place} is {actual}, which is not a duration: write one like \"500ms\", \"30s\", \"30m\", \"12h\" \
              or \"90d\".",
@@ -646,6 +745,7 @@ fn default_key_file(database_url: &DatabaseUrl) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// Settings as `load_from` takes them: dotted keys, values as text.
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
@@ -661,46 +761,78 @@ mod tests {
     }
 
     #[test]
+    // `Jail` fixes the closure's error type, figment's own.
+    #[allow(clippy::result_large_err)]
     fn environment_overrides_and_unknown_variables_warn() {
-        let config = Config::load_from(
-            None,
-            env(&[
+        figment::Jail::expect_with(|jail| {
+            for (name, value) in [
                 ("TWOFOLD_LISTEN", "0.0.0.0:9000"),
-                ("TWOFOLD_ALLOW_REGISTRATION", "true"),
+                ("TWOFOLD_ALLOW_REGISTRATION", "yes"),
                 ("TWOFOLD_DATABASE_URL", "sqlite:///var/lib/twofold/db.sqlite"),
+                ("TWOFOLD_TRUSTED_PROXIES", "10.0.0.5, 10.0.0.6"),
                 ("TWOFOLD_COLOUR", "blue"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(config.listen.port(), 9000);
-        assert!(config.allow_registration);
-        assert_eq!(config.secret_key_file, PathBuf::from("/var/lib/twofold/twofold.key"));
-        assert_eq!(config.warnings.len(), 1);
-        assert!(config.warnings[0].contains("TWOFOLD_COLOUR"));
+                ("TWOFOLD_SMS__GATEWAY", "twilio"),
+                ("TWOFOLD_SMS__ACCOUNT_SID", "AC123"),
+                ("TWOFOLD_SMS__AUTH_TOKEN", "\"0042\""),
+                ("TWOFOLD_SMS__FROM", "+15550001111"),
+                ("TWOFOLD_SMS__BUDGET_PER_HOUR", "40"),
+                ("TWOFOLD_SMS__SPEED", "3"),
+                ("LISTEN", "0.0.0.0:1"),
+            ] {
+                jail.set_env(name, value);
+            }
+            let config = Config::load(None).unwrap();
+            assert_eq!(config.listen.port(), 9000);
+            assert!(config.allow_registration);
+            assert_eq!(config.secret_key_file, PathBuf::from("/var/lib/twofold/twofold.key"));
+            assert_eq!(config.trusted_proxies.len(), 2);
+            let sms = config.sms.expect("sms configured");
+            assert_eq!(sms.budget_per_hour, Some(40));
+            let SmsGatewayConfig::Twilio { from, auth_token, .. } = sms.gateway else {
+                panic!("the twilio gateway")
+            };
+            // Text stays text: not the number 15550001111, not the unquoted 0042.
+            assert_eq!(from, "+15550001111");
+            assert_eq!(secrecy::ExposeSecret::expose_secret(&auth_token), "\"0042\"");
+            assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+            assert!(config.warnings[0].contains("TWOFOLD_COLOUR"), "{:?}", config.warnings);
+            assert!(
+                config.warnings[1].contains("TWOFOLD_SMS__SPEED"),
+                "{:?}",
+                config.warnings
+            );
+            jail.set_env("TWOFOLD_SESSION_LIFETIME", "soon");
+            let message = Config::load(None).unwrap_err().to_string();
+            assert!(
+                message.contains("`session_lifetime` in TWOFOLD_SESSION_LIFETIME is string \"soon\""),
+                "{message}"
+            );
+            Ok(())
+        });
     }
 
     #[test]
     fn errors_say_what_and_how() {
         let bad = |pairs: &[(&str, &str)]| Config::load_from(None, env(pairs)).unwrap_err().to_string();
-        assert!(bad(&[("TWOFOLD_LISTEN", "nowhere")]).contains("127.0.0.1:8080"));
-        assert!(bad(&[("TWOFOLD_PUBLIC_URL", "ftp://x")]).contains("public_url"));
-        assert!(bad(&[("TWOFOLD_ISSUER", "a:b")]).contains("colon"));
-        assert!(bad(&[("TWOFOLD_SESSION_LIFETIME", "soon")]).contains("session_lifetime"));
-        assert!(bad(&[("TWOFOLD_LOG", "=!=")]).contains("log filter"));
-        assert!(bad(&[("TWOFOLD_LOG_FORMAT", "xml")]).contains("log_format"));
-        assert!(bad(&[("TWOFOLD_AUDIT_RETENTION", "forever")]).contains("audit_retention"));
-        assert!(bad(&[("TWOFOLD_DATABASE_URL", "mysql://x")]).contains("sqlite://"));
-        assert!(bad(&[("TWOFOLD_DATABASE_URL", "postgres://")]).contains("postgres://USER"));
-        assert!(bad(&[("TWOFOLD_DATABASE_POOL_SIZE", "0")]).contains("database_pool_size"));
-        assert!(bad(&[("TWOFOLD_DATABASE_POOL_SIZE", "many")]).contains("database_pool_size"));
-        assert!(bad(&[("TWOFOLD_DATABASE_TIMEOUT", "1ms")]).contains("database_timeout"));
-        assert!(bad(&[("TWOFOLD_SESSION_CACHE", "1m")]).contains("session_cache"));
-        assert!(bad(&[("TWOFOLD_SESSION_CACHE", "soon")]).contains("session_cache"));
-        assert!(bad(&[("TWOFOLD_HEADER_READ_TIMEOUT", "1ms")]).contains("header_read_timeout"));
-        assert!(bad(&[("TWOFOLD_BODY_READ_TIMEOUT", "1h")]).contains("body_read_timeout"));
-        assert!(bad(&[("TWOFOLD_KEEP_ALIVE_TIMEOUT", "never")]).contains("keep_alive_timeout"));
-        assert!(bad(&[("TWOFOLD_MAX_CONNECTIONS", "3")]).contains("max_connections"));
-        assert!(bad(&[("TWOFOLD_MAX_CONNECTIONS", "lots")]).contains("max_connections"));
+        assert!(bad(&[("listen", "nowhere")]).contains("127.0.0.1:8080"));
+        assert!(bad(&[("public_url", "ftp://x")]).contains("public_url"));
+        assert!(bad(&[("issuer", "a:b")]).contains("colon"));
+        assert!(bad(&[("session_lifetime", "soon")]).contains("session_lifetime"));
+        assert!(bad(&[("log", "=!=")]).contains("log filter"));
+        assert!(bad(&[("log_format", "xml")]).contains("log_format"));
+        assert!(bad(&[("audit_retention", "forever")]).contains("audit_retention"));
+        assert!(bad(&[("database_url", "mysql://x")]).contains("sqlite://"));
+        assert!(bad(&[("database_url", "postgres://")]).contains("postgres://USER"));
+        assert!(bad(&[("database_pool_size", "0")]).contains("database_pool_size"));
+        assert!(bad(&[("database_pool_size", "many")]).contains("database_pool_size"));
+        assert!(bad(&[("database_timeout", "1ms")]).contains("database_timeout"));
+        assert!(bad(&[("session_cache", "1m")]).contains("session_cache"));
+        assert!(bad(&[("session_cache", "soon")]).contains("session_cache"));
+        assert!(bad(&[("header_read_timeout", "1ms")]).contains("header_read_timeout"));
+        assert!(bad(&[("body_read_timeout", "1h")]).contains("body_read_timeout"));
+        assert!(bad(&[("keep_alive_timeout", "never")]).contains("keep_alive_timeout"));
+        assert!(bad(&[("max_connections", "3")]).contains("max_connections"));
+        assert!(bad(&[("max_connections", "lots")]).contains("max_connections"));
     }
 
     #[test]
@@ -713,9 +845,9 @@ mod tests {
         let set = Config::load_from(
             None,
             env(&[
-                ("TWOFOLD_HEADER_READ_TIMEOUT", "2s"),
-                ("TWOFOLD_KEEP_ALIVE_TIMEOUT", "500ms"),
-                ("TWOFOLD_MAX_CONNECTIONS", "64"),
+                ("header_read_timeout", "2s"),
+                ("keep_alive_timeout", "500ms"),
+                ("max_connections", "64"),
             ]),
         )
         .unwrap();
@@ -740,11 +872,11 @@ mod tests {
         let config = Config::load_from(
             None,
             env(&[
-                ("TWOFOLD_SMS__GATEWAY", "twilio"),
-                ("TWOFOLD_SMS__ACCOUNT_SID", "AC123"),
-                ("TWOFOLD_SMS__AUTH_TOKEN", "sekrit"),
-                ("TWOFOLD_SMS__FROM", "+15550001111"),
-                ("TWOFOLD_SMS__TIMEOUT", "500ms"),
+                ("sms.gateway", "twilio"),
+                ("sms.account_sid", "AC123"),
+                ("sms.auth_token", "sekrit"),
+                ("sms.from", "+15550001111"),
+                ("sms.timeout", "500ms"),
             ]),
         )
         .unwrap();
@@ -754,18 +886,11 @@ mod tests {
         assert!(!format!("{:?}", sms.gateway).contains("sekrit"));
         assert!(Config::load_from(None, env(&[])).unwrap().sms.is_none());
         let bad = |pairs: &[(&str, &str)]| Config::load_from(None, env(pairs)).unwrap_err().to_string();
-        assert!(bad(&[("TWOFOLD_SMS__GATEWAY", "pigeon")]).contains("\"http\""));
-        assert!(bad(&[("TWOFOLD_SMS__GATEWAY", "http")]).contains("needs `url`"));
-        assert!(bad(&[("TWOFOLD_SMS__GATEWAY", "console"), ("TWOFOLD_SMS__TIMEOUT", "0s")]).contains("timeout"));
-        let budget = |value: &str| {
-            Config::load_from(
-                None,
-                env(&[
-                    ("TWOFOLD_SMS__GATEWAY", "console"),
-                    ("TWOFOLD_SMS__BUDGET_PER_HOUR", value),
-                ]),
-            )
-        };
+        assert!(bad(&[("sms.gateway", "pigeon")]).contains("\"http\""));
+        assert!(bad(&[("sms.gateway", "http")]).contains("needs `url`"));
+        assert!(bad(&[("sms.gateway", "console"), ("sms.timeout", "0s")]).contains("timeout"));
+        let budget =
+            |value: &str| Config::load_from(None, env(&[("sms.gateway", "console"), ("sms.budget_per_hour", value)]));
         assert_eq!(budget("40").unwrap().sms.expect("sms").budget_per_hour, Some(40));
         assert!(budget("0").unwrap_err().to_string().contains("budget_per_hour"));
         assert!(budget("many").unwrap_err().to_string().contains("budget_per_hour"));
@@ -867,18 +992,12 @@ mod tests {
             "postgres://twofold@db.internal/twofold",
             "postgresql://u:p@127.0.0.1:5432/x?sslmode=require",
         ] {
-            let config = Config::load_from(None, env(&[("TWOFOLD_DATABASE_URL", url)])).unwrap();
+            let config = Config::load_from(None, env(&[("database_url", url)])).unwrap();
             assert_eq!(config.database_url.kind(), Some(DatabaseKind::Postgres));
             assert_eq!(config.secret_key_file, PathBuf::from("twofold.key"));
         }
-        let config = Config::load_from(
-            None,
-            env(&[
-                ("TWOFOLD_DATABASE_POOL_SIZE", "3"),
-                ("TWOFOLD_DATABASE_TIMEOUT", "750ms"),
-            ]),
-        )
-        .unwrap();
+        let config =
+            Config::load_from(None, env(&[("database_pool_size", "3"), ("database_timeout", "750ms")])).unwrap();
         assert_eq!(config.database_pool_size, 3);
         assert_eq!(config.database_timeout, Duration::from_millis(750));
         let defaults = Config::load_from(None, env(&[])).unwrap();
@@ -893,7 +1012,7 @@ mod tests {
         let url = DatabaseUrl("postgres://twofold:hunter2@db/twofold".into());
         assert!(!format!("{url:?}").contains("hunter2"));
         assert!(!url.to_string().contains("hunter2"));
-        let message = Config::load_from(None, env(&[("TWOFOLD_DATABASE_URL", "postgres://u:hunter2@/")]))
+        let message = Config::load_from(None, env(&[("database_url", "postgres://u:hunter2@/")]))
             .unwrap_err()
             .to_string();
         assert!(!message.contains("hunter2"), "{message}");

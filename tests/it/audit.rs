@@ -93,9 +93,9 @@ async fn a_totp_login_is_one_flow_of_events_without_secrets() {
 async fn an_sms_login_is_one_flow_and_the_phone_never_appears() {
     let stand = Stand::start().await;
     let app = TestApp::spawn_with(Options {
-        extra_env: vec![
-            ("TWOFOLD_SMS__GATEWAY".into(), "http".into()),
-            ("TWOFOLD_SMS__URL".into(), stand.webhook_url()),
+        settings: vec![
+            ("sms.gateway".into(), "http".into()),
+            ("sms.url".into(), stand.webhook_url()),
         ],
         ..Options::default()
     })

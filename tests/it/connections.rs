@@ -14,7 +14,7 @@ const PATIENCE: Duration = Duration::from_secs(5);
 
 async fn spawn(limits: &[(&str, &str)]) -> TestApp {
     TestApp::spawn_with(Options {
-        extra_env: limits
+        settings: limits
             .iter()
             .map(|(key, value)| (key.to_string(), value.to_string()))
             .collect(),
@@ -105,7 +105,7 @@ async fn made_up_methods_do_not_grow_the_metrics() {
 
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_the_keep_alive_timeout() {
-    let app = spawn(&[("TWOFOLD_KEEP_ALIVE_TIMEOUT", "300ms")]).await;
+    let app = spawn(&[("keep_alive_timeout", "300ms")]).await;
     // A socket that never sends a byte.
     let mut silent = TcpStream::connect(app.addr).await.expect("connect");
     let (read, waited) = read_until_closed(&mut silent).await;
@@ -125,11 +125,7 @@ async fn an_idle_connection_is_closed_after_the_keep_alive_timeout() {
 
 #[tokio::test]
 async fn a_header_trickled_a_byte_at_a_time_is_cut_off() {
-    let app = spawn(&[
-        ("TWOFOLD_HEADER_READ_TIMEOUT", "500ms"),
-        ("TWOFOLD_KEEP_ALIVE_TIMEOUT", "10s"),
-    ])
-    .await;
+    let app = spawn(&[("header_read_timeout", "500ms"), ("keep_alive_timeout", "10s")]).await;
     let stream = TcpStream::connect(app.addr).await.expect("connect");
     let (mut reader, mut writer) = stream.into_split();
     let started = Instant::now();
@@ -161,7 +157,7 @@ async fn a_header_trickled_a_byte_at_a_time_is_cut_off() {
 
 #[tokio::test]
 async fn a_body_that_stops_arriving_is_answered_408() {
-    let app = spawn(&[("TWOFOLD_BODY_READ_TIMEOUT", "300ms")]).await;
+    let app = spawn(&[("body_read_timeout", "300ms")]).await;
     app.add_user("alice", PASSWORD).await;
     let before = app.state_snapshot().await;
     let mut stream = TcpStream::connect(app.addr).await.expect("connect");
@@ -183,11 +179,7 @@ async fn a_body_that_stops_arriving_is_answered_408() {
 
 #[tokio::test]
 async fn connections_past_the_cap_wait_and_are_served_when_one_closes() {
-    let app = spawn(&[
-        ("TWOFOLD_MAX_CONNECTIONS", "16"),
-        ("TWOFOLD_KEEP_ALIVE_TIMEOUT", "500ms"),
-    ])
-    .await;
+    let app = spawn(&[("max_connections", "16"), ("keep_alive_timeout", "500ms")]).await;
     let mut idle = Vec::new();
     for _ in 0..16 {
         idle.push(TcpStream::connect(app.addr).await.expect("connect"));

@@ -88,7 +88,7 @@ async fn schemathesis_finds_no_failure_signed_out_pending_and_signed_in() {
     // A gateway that always accepts: the sends are real operations, and a 503 from a missing gateway would be the
     // configuration, not the server.
     let app = TestApp::spawn_with(Options {
-        extra_env: vec![("TWOFOLD_SMS__GATEWAY".into(), "console".into())],
+        settings: vec![("sms.gateway".into(), "console".into())],
         ..Options::default()
     })
     .await;

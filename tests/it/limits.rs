@@ -339,7 +339,7 @@ async fn spoofed_and_unparseable_forwarded_hops_do_not_escape_the_address_thrott
         "203.0.113.9",
     ] {
         let app = TestApp::spawn_with(Options {
-            extra_env: vec![("TWOFOLD_TRUSTED_PROXIES".into(), "127.0.0.1".into())],
+            settings: vec![("trusted_proxies".into(), "127.0.0.1".into())],
             ..Options::default()
         })
         .await;
@@ -457,7 +457,7 @@ async fn a_full_session_ends_after_thirty_idle_minutes() {
 #[tokio::test]
 async fn a_one_minute_idle_timeout_holds_for_a_session_used_every_ten_seconds() {
     let app = TestApp::spawn_with(Options {
-        extra_env: vec![("TWOFOLD_SESSION_IDLE_TIMEOUT".into(), "1m".into())],
+        settings: vec![("session_idle_timeout".into(), "1m".into())],
         ..Options::default()
     })
     .await;

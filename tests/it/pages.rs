@@ -684,10 +684,10 @@ const MASKED: &str = "+4•••••23";
 /// An app whose `http` SMS gateway is `inbox`.
 async fn sms_app(inbox: &Stand) -> TestApp {
     TestApp::spawn_with(Options {
-        extra_env: [
-            ("TWOFOLD_SMS__GATEWAY", "http"),
-            ("TWOFOLD_SMS__URL", inbox.webhook_url().as_str()),
-            ("TWOFOLD_SMS__TIMEOUT", "300ms"),
+        settings: [
+            ("sms.gateway", "http"),
+            ("sms.url", inbox.webhook_url().as_str()),
+            ("sms.timeout", "300ms"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -22,25 +22,21 @@ async fn dead_url() -> String {
     format!("http://127.0.0.1:{port}/sms")
 }
 
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-fn http_env(url: &str, token: Option<&str>) -> Vec<(String, String)> {
-    let mut vars = env(&[
-        ("TWOFOLD_SMS__GATEWAY", "http"),
-        ("TWOFOLD_SMS__URL", url),
-        ("TWOFOLD_SMS__TIMEOUT", "300ms"),
-    ]);
+fn http_settings(url: &str, token: Option<&str>) -> Vec<(String, String)> {
+    let mut pairs = settings(&[("sms.gateway", "http"), ("sms.url", url), ("sms.timeout", "300ms")]);
     if let Some(token) = token {
-        vars.push(("TWOFOLD_SMS__TOKEN".into(), token.into()));
+        pairs.push(("sms.token".into(), token.into()));
     }
-    vars
+    pairs
 }
 
 async fn spawn_http(url: &str) -> TestApp {
     TestApp::spawn_with(Options {
-        extra_env: http_env(url, None),
+        settings: http_settings(url, None),
         ..Default::default()
     })
     .await
@@ -262,7 +258,7 @@ async fn enrol_a_phone_and_sign_in_with_an_sms_code() {
 async fn http_gateway_sends_json_with_a_bearer_token_when_one_is_set() {
     let stand = Stand::start().await;
     let app = TestApp::spawn_with(Options {
-        extra_env: http_env(&stand.webhook_url(), Some("s3cr3t-token")),
+        settings: http_settings(&stand.webhook_url(), Some("s3cr3t-token")),
         ..Default::default()
     })
     .await;
@@ -313,13 +309,13 @@ async fn http_gateway_sends_no_authorization_without_a_token() {
 async fn twilio_gateway_posts_a_form_with_basic_auth() {
     let stand = Stand::start().await;
     let app = TestApp::spawn_with(Options {
-        extra_env: env(&[
-            ("TWOFOLD_SMS__GATEWAY", "twilio"),
-            ("TWOFOLD_SMS__BASE_URL", &stand.base),
-            ("TWOFOLD_SMS__ACCOUNT_SID", "AC123"),
-            ("TWOFOLD_SMS__AUTH_TOKEN", "secret"),
-            ("TWOFOLD_SMS__FROM", "+15550001111"),
-            ("TWOFOLD_SMS__TIMEOUT", "300ms"),
+        settings: settings(&[
+            ("sms.gateway", "twilio"),
+            ("sms.base_url", &stand.base),
+            ("sms.account_sid", "AC123"),
+            ("sms.auth_token", "secret"),
+            ("sms.from", "+15550001111"),
+            ("sms.timeout", "300ms"),
         ]),
         ..Default::default()
     })
@@ -361,7 +357,7 @@ async fn twilio_gateway_posts_a_form_with_basic_auth() {
 #[tokio::test]
 async fn console_gateway_accepts_the_message() {
     let app = TestApp::spawn_with(Options {
-        extra_env: env(&[("TWOFOLD_SMS__GATEWAY", "console")]),
+        settings: settings(&[("sms.gateway", "console")]),
         ..Default::default()
     })
     .await;
@@ -735,10 +731,10 @@ async fn texts_to_one_number_are_limited_whichever_accounts_ask() {
 #[tokio::test]
 async fn texts_stay_within_the_hourly_budget() {
     let stand = Stand::start().await;
-    let mut env = http_env(&stand.webhook_url(), None);
-    env.push(("TWOFOLD_SMS__BUDGET_PER_HOUR".into(), "3".into()));
+    let mut settings = http_settings(&stand.webhook_url(), None);
+    settings.push(("sms.budget_per_hour".into(), "3".into()));
     let app = TestApp::spawn_with(Options {
-        extra_env: env,
+        settings,
         ..Default::default()
     })
     .await;

@@ -36,7 +36,8 @@ pub const START: i64 = 1_800_000_015;
 pub struct Options {
     pub allow_registration: bool,
     pub public_url: String,
-    pub extra_env: Vec<(String, String)>,
+    /// Configuration keys (`sms.gateway`) and their values as text, as the environment would give them.
+    pub settings: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -44,7 +45,7 @@ impl Default for Options {
         Self {
             allow_registration: true,
             public_url: "http://127.0.0.1:8080".into(),
-            extra_env: Vec::new(),
+            settings: Vec::new(),
         }
     }
 }
@@ -331,18 +332,15 @@ impl TestApp {
             Some(schema) => schema.url.clone(),
             None => format!("sqlite://{}", dir.path().join("twofold.db").display()),
         };
-        let mut env = vec![
-            ("TWOFOLD_DATABASE_URL".to_owned(), db_url.clone()),
-            ("TWOFOLD_SECRET_KEY_FILE".to_owned(), key_path.display().to_string()),
-            (
-                "TWOFOLD_ALLOW_REGISTRATION".to_owned(),
-                options.allow_registration.to_string(),
-            ),
-            ("TWOFOLD_PUBLIC_URL".to_owned(), options.public_url.clone()),
-            ("TWOFOLD_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        let mut settings = vec![
+            ("database_url".to_owned(), db_url.clone()),
+            ("secret_key_file".to_owned(), key_path.display().to_string()),
+            ("allow_registration".to_owned(), options.allow_registration.to_string()),
+            ("public_url".to_owned(), options.public_url.clone()),
+            ("listen".to_owned(), "127.0.0.1:0".to_owned()),
         ];
-        env.extend(options.extra_env);
-        let config = Config::load_from(None, env).expect("test configuration");
+        settings.extend(options.settings);
+        let config = Config::load_from(None, settings).expect("test configuration");
         let clock = Arc::new(FixedClock::at_unix(START));
         let server_clock: Arc<dyn Clock> = clock.clone();
 
