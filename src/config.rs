@@ -280,9 +280,11 @@ impl Config {
     /// `sms.gateway`).
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         // `TWOFOLD_TEST_*` belong to the test suite (README, "Tests"), which runs servers in its own environment.
-        let environment = Env::prefixed(ENV_PREFIX)
-            .split("__")
-            .filter(|key| !key.as_str().starts_with("test_"));
+        let environment = Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
+            !key.as_str()
+                .get(..5)
+                .is_some_and(|start| start.eq_ignore_ascii_case("test_"))
+        });
         Self::load_from(file, environment.iter().map(|(key, value)| (key.to_string(), value)))
     }
 
@@ -765,6 +767,7 @@ mod tests {
     #[allow(clippy::result_large_err)]
     fn environment_overrides_and_unknown_variables_warn() {
         figment::Jail::expect_with(|jail| {
+            jail.clear_env();
             for (name, value) in [
                 ("TWOFOLD_LISTEN", "0.0.0.0:9000"),
                 ("TWOFOLD_ALLOW_REGISTRATION", "yes"),
@@ -778,6 +781,7 @@ mod tests {
                 ("TWOFOLD_SMS__BUDGET_PER_HOUR", "40"),
                 ("TWOFOLD_SMS__SPEED", "3"),
                 ("LISTEN", "0.0.0.0:1"),
+                ("TWOFOLD_TEST_DATABASE_URL", "postgres://the-test-suite/"),
             ] {
                 jail.set_env(name, value);
             }

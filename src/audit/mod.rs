@@ -29,6 +29,10 @@ pub enum Event {
     SessionRevoke,
     StepUp,
     AuditPrune,
+    PasswordChange,
+    UserPasswd,
+    UserDisable,
+    UserEnable,
 }
 
 impl Event {
@@ -52,6 +56,10 @@ impl Event {
             Self::SessionRevoke => "session_revoke",
             Self::StepUp => "step_up",
             Self::AuditPrune => "audit_prune",
+            Self::PasswordChange => "password_change",
+            Self::UserPasswd => "user_passwd",
+            Self::UserDisable => "user_disable",
+            Self::UserEnable => "user_enable",
         }
     }
 }
@@ -72,6 +80,8 @@ pub enum Outcome {
     LockEngaged,
     NoPendingLogin,
     Refused,
+    /// The right password of an account an operator disabled: answered as a wrong one.
+    Disabled,
     /// The SMS gateway could not be reached or failed (timeouts, connection errors, 5xx) on every try.
     GatewayUnavailable,
     /// The SMS gateway refused the message (4xx).
@@ -91,6 +101,7 @@ impl Outcome {
             Self::LockEngaged => "lock_engaged",
             Self::NoPendingLogin => "no_pending_login",
             Self::Refused => "refused",
+            Self::Disabled => "disabled",
             Self::GatewayUnavailable => "gateway_unavailable",
             Self::GatewayRefused => "gateway_refused",
         }

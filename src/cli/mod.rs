@@ -66,6 +66,18 @@ enum UserCommand {
     },
     /// List users with their second factors and lock state.
     List,
+    /// Set a user's password and end their sessions (the second factors stay); asks for it twice unless
+    /// --password-stdin is given.
+    Passwd {
+        name: String,
+        /// Read the password from standard input (one line) instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Stop a user from signing in and end their sessions; their password and second factors are kept.
+    Disable { name: String },
+    /// Let a disabled user sign in again.
+    Enable { name: String },
     /// Remove a user's second factors and end their sessions (for a lost phone).
     #[command(name = "reset-2fa")]
     Reset2fa { name: String },
@@ -182,8 +194,8 @@ async fn user(flow: &Flow, command: UserCommand) -> Result<(), FlowError> {
         UserCommand::List => {
             let users = flow.list_users().await?;
             println!(
-                "{:<32} {:<5} {:>14} {:<5} {:<20} LAST SIGN-IN",
-                "USERNAME", "TOTP", "RECOVERY CODES", "SMS", "LOCK"
+                "{:<32} {:<5} {:>14} {:<5} {:<20} {:<20} DISABLED",
+                "USERNAME", "TOTP", "RECOVERY CODES", "SMS", "LOCK", "LAST SIGN-IN"
             );
             for user in users {
                 let lock = match user.lock {
@@ -192,15 +204,29 @@ async fn user(flow: &Flow, command: UserCommand) -> Result<(), FlowError> {
                     Lock::Open => "-".to_owned(),
                 };
                 println!(
-                    "{:<32} {:<5} {:>14} {:<5} {:<20} {}",
+                    "{:<32} {:<5} {:>14} {:<5} {:<20} {:<20} {}",
                     user.username,
                     if user.totp { "yes" } else { "no" },
                     user.recovery_codes_left,
                     if user.sms { "yes" } else { "no" },
                     lock,
                     user.last_login_at.map(timestamp).unwrap_or_else(|| "never".into()),
+                    if user.disabled { "yes" } else { "no" },
                 );
             }
+        }
+        UserCommand::Passwd { name, password_stdin } => {
+            let password = read_password(password_stdin).map_err(FlowError::BadRequest)?;
+            flow.set_password(&name, &password).await?;
+            println!("set the password of {name} and ended their sessions; their second factors are unchanged");
+        }
+        UserCommand::Disable { name } => {
+            flow.disable_user(&name).await?;
+            println!("disabled {name} and ended their sessions; `twofold user enable {name}` undoes it");
+        }
+        UserCommand::Enable { name } => {
+            flow.enable_user(&name).await?;
+            println!("enabled {name}: they can sign in again");
         }
         UserCommand::Reset2fa { name } => {
             flow.reset_second_factors(&name).await?;

@@ -277,6 +277,12 @@ pub fn show_user(user: &UserDetails) {
         Lock::UntilUnlocked => "second factor locked until `twofold user unlock`".to_owned(),
     };
     println!("user:                  {}", user.username);
+    if let Some(at) = user.disabled_at {
+        println!(
+            "disabled:              since {} (`twofold user enable` lets them sign in)",
+            timestamp(at)
+        );
+    }
     println!("created:               {}", timestamp(user.created_at));
     println!("authenticator app:     {}", if user.totp { "yes" } else { "no" });
     println!("sms:                   {}", user.sms_phone.as_deref().unwrap_or("no"));

@@ -1,10 +1,11 @@
 //! Accounts: self-service registration (when allowed) and the operator's commands.
 
 use super::rules::{self, Lock};
+use super::state::RecentSession;
 use super::{Flow, FlowError, FlowResult, Username};
 use crate::audit::{Event, Outcome, Requester};
 use crate::crypto::password::{check_new_password, Password};
-use crate::store::StoreError;
+use crate::store::{PasswordChange, StoreError, User};
 
 /// One line of `twofold user list`.
 #[derive(Debug, Clone)]
@@ -16,6 +17,7 @@ pub struct UserOverview {
     pub recovery_codes_left: i64,
     pub lock: Lock,
     pub last_login_at: Option<i64>,
+    pub disabled: bool,
 }
 
 impl Flow {
@@ -82,6 +84,124 @@ impl Flow {
         Ok(username.0)
     }
 
+    /// A signed-in person changes their password. The current one proves it is them and counts toward the password
+    /// throttle as a sign-in does; the new one follows registration's rules; every other session of the account ends,
+    /// pending ones included, and this one stays.
+    #[tracing::instrument(level = "debug", name = "flow.change_password", skip_all)]
+    pub async fn change_password(
+        &self,
+        session: &RecentSession,
+        current: &str,
+        new: &str,
+        who: &Requester,
+    ) -> FlowResult<()> {
+        let user = self
+            .store
+            .user_by_id(session.user_id())
+            .await?
+            .ok_or(FlowError::Unauthenticated)?;
+        let current = Password::new(current)
+            .ok_or_else(|| FlowError::BadRequest("the current password must be 1 to 1024 characters".into()))?;
+        // The new password's rules say nothing about the current one, so they are applied before an attempt is used.
+        let new = check_new_password(new, &user.username, &self.settings.issuer).map_err(FlowError::WeakPassword)?;
+        let subject = Some((user.id, user.username.as_str()));
+        let audit = |outcome| {
+            self.audit(
+                Event::PasswordChange,
+                outcome,
+                who,
+                subject,
+                Some(session.flow_id()),
+                None,
+            )
+        };
+        let throttle = rules::password_throttle_keys(&user.username, who.client_addr.as_deref());
+        if let Err(throttled) = self.store.reserve_password_attempt(&throttle, self.now_unix()).await? {
+            audit(Outcome::Throttled).await?;
+            return Err(FlowError::TooManyAttempts {
+                retry_after: throttled.retry_after,
+                message: "too many wrong passwords; wait before trying again".into(),
+            });
+        }
+        if !self.hasher.verify(current, Some(user.password_hash.clone())).await? {
+            audit(Outcome::InvalidCredentials).await?;
+            return Err(FlowError::WrongPassword);
+        }
+        let hash = self.hasher.hash(new).await?;
+        let change = PasswordChange {
+            user: user.id,
+            expected_hash: Some(&user.password_hash),
+            new_hash: &hash,
+            keep: Some(session.id()),
+            refund: &throttle,
+        };
+        if !self.store.change_password(&change).await? {
+            // Changed meanwhile (another of the person's sessions, or the operator): what was typed is no longer the
+            // current password.
+            audit(Outcome::InvalidCredentials).await?;
+            return Err(FlowError::WrongPassword);
+        }
+        self.sessions.forget_user(user.id, None);
+        audit(Outcome::Success).await
+    }
+
+    /// The operator sets a user's password (`twofold user passwd`): registration's rules, and every session of the
+    /// account ends, pending ones included. The second factors stay.
+    #[tracing::instrument(level = "debug", name = "flow.set_password", skip_all)]
+    pub async fn set_password(&self, username: &str, password: &str) -> FlowResult<()> {
+        let user = self.user_named(username).await?;
+        let password =
+            check_new_password(password, &user.username, &self.settings.issuer).map_err(FlowError::WeakPassword)?;
+        let hash = self.hasher.hash(password).await?;
+        let change = PasswordChange {
+            user: user.id,
+            expected_hash: None,
+            new_hash: &hash,
+            keep: None,
+            refund: &[],
+        };
+        if !self.store.change_password(&change).await? {
+            return Err(FlowError::NoSuchUser(username.to_owned()));
+        }
+        self.sessions.forget_user(user.id, None);
+        self.operator_did(Event::UserPasswd, &user).await
+    }
+
+    /// The operator disables an account (`twofold user disable`): its sign-ins are answered as a wrong password
+    /// would be, and all its sessions end at once. Its password and factors stay, for `enable`.
+    #[tracing::instrument(level = "debug", name = "flow.disable_user", skip_all)]
+    pub async fn disable_user(&self, username: &str) -> FlowResult<()> {
+        let user = self.user_named(username).await?;
+        if !self.store.set_disabled(user.id, Some(self.now_unix())).await? {
+            return Err(FlowError::NoSuchUser(username.to_owned()));
+        }
+        self.sessions.forget_user(user.id, None);
+        self.operator_did(Event::UserDisable, &user).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "flow.enable_user", skip_all)]
+    pub async fn enable_user(&self, username: &str) -> FlowResult<()> {
+        let user = self.user_named(username).await?;
+        if !self.store.set_disabled(user.id, None).await? {
+            return Err(FlowError::NoSuchUser(username.to_owned()));
+        }
+        self.operator_did(Event::UserEnable, &user).await
+    }
+
+    /// Audits an operator's command that succeeded on `user`.
+    async fn operator_did(&self, event: Event, user: &User) -> FlowResult<()> {
+        let who = Requester::command_line();
+        self.audit(
+            event,
+            Outcome::Success,
+            &who,
+            Some((user.id, &user.username)),
+            None,
+            None,
+        )
+        .await
+    }
+
     #[tracing::instrument(level = "debug", name = "flow.list_users", skip_all)]
     pub async fn list_users(&self) -> FlowResult<Vec<UserOverview>> {
         let now = self.now_unix();
@@ -98,6 +218,7 @@ impl Flow {
                 sms: user.sms,
                 recovery_codes_left: user.recovery_codes_left,
                 last_login_at: user.last_login_at,
+                disabled: user.disabled_at.is_some(),
             })
             .collect())
     }
@@ -109,16 +230,7 @@ impl Flow {
         let user = self.user_named(username).await?;
         self.store.reset_second_factors(user.id).await?;
         self.sessions.forget_user(user.id, None);
-        let who = Requester::command_line();
-        self.audit(
-            Event::UserReset2fa,
-            Outcome::Success,
-            &who,
-            Some((user.id, &user.username)),
-            None,
-            None,
-        )
-        .await
+        self.operator_did(Event::UserReset2fa, &user).await
     }
 
     /// Lifts the second-factor lock (including the one at 100 failures).
@@ -126,16 +238,7 @@ impl Flow {
     pub async fn unlock(&self, username: &str) -> FlowResult<()> {
         let user = self.user_named(username).await?;
         self.store.unlock_second_factor(user.id).await?;
-        let who = Requester::command_line();
-        self.audit(
-            Event::UserUnlock,
-            Outcome::Success,
-            &who,
-            Some((user.id, &user.username)),
-            None,
-            None,
-        )
-        .await
+        self.operator_did(Event::UserUnlock, &user).await
     }
 
     #[tracing::instrument(level = "debug", name = "flow.delete_user", skip_all)]
@@ -145,15 +248,6 @@ impl Flow {
             return Err(FlowError::NoSuchUser(username.to_owned()));
         }
         self.sessions.forget_user(user.id, None);
-        let who = Requester::command_line();
-        self.audit(
-            Event::UserDelete,
-            Outcome::Success,
-            &who,
-            Some((user.id, &user.username)),
-            None,
-            None,
-        )
-        .await
+        self.operator_did(Event::UserDelete, &user).await
     }
 }

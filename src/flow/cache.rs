@@ -127,6 +127,7 @@ mod tests {
                 second_factor_locked_until: None,
                 last_login_at: None,
                 recovery_codes_left: 0,
+                disabled_at: None,
             },
             state: StoredState(state),
             flow_id: "flow".into(),

@@ -79,6 +79,8 @@ pub enum FlowError {
     InvalidUsername,
     #[error("the username or password is wrong")]
     InvalidCredentials,
+    #[error("the current password is wrong")]
+    WrongPassword,
     #[error("{message}")]
     TooManyAttempts { retry_after: i64, message: String },
     #[error("{0}")]

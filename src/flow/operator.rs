@@ -31,6 +31,8 @@ pub struct UserDetails {
     pub consecutive_failures: i64,
     pub lock: Lock,
     pub sessions: usize,
+    /// When an operator disabled the account, if they did.
+    pub disabled_at: Option<i64>,
 }
 
 impl Flow {
@@ -155,6 +157,7 @@ impl Flow {
             consecutive_failures: user.second_factor_failures,
             lock,
             sessions,
+            disabled_at: user.disabled_at,
         })
     }
 

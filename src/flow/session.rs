@@ -42,11 +42,16 @@ impl Flow {
         let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
         let valid = self.hasher.verify(password, stored_hash).await?;
         let user = match user {
-            Some(user) if valid => user,
+            Some(user) if valid && user.disabled_at.is_none() => user,
             other => {
-                return Err(self
-                    .password_refused(other.as_ref().map(|u| (u.id, u.username.as_str())), who, &flow)
-                    .await?)
+                // A disabled account's right password is answered as a wrong one; only the trail tells them apart.
+                let outcome = if valid {
+                    Outcome::Disabled
+                } else {
+                    Outcome::InvalidCredentials
+                };
+                let subject = other.as_ref().map(|u| (u.id, u.username.as_str()));
+                return Err(self.password_refused(subject, outcome, who, &flow).await?);
             }
         };
         let token = SessionToken::generate();
@@ -88,8 +93,9 @@ impl Flow {
             }
         };
         let Some(opened) = self.store.open_session(&throttle, user.id, &plan).await? else {
-            // Deleted while the password was being checked.
-            return Err(self.password_refused(None, who, &flow).await?);
+            // Deleted or disabled while the password was being checked.
+            let subject = Some((user.id, user.username.as_str()));
+            return Err(self.password_refused(subject, Outcome::Disabled, who, &flow).await?);
         };
         self.audited(&opened.opening.audit);
         Ok(match opened.opening.session.state {
@@ -107,25 +113,19 @@ impl Flow {
         })
     }
 
-    /// Audits a wrong password (or an unknown user) and returns the answer to it. The account is named when it
-    /// exists (the trail is for operators, not for the client); a name that matches no account is not written, as
-    /// people sometimes type their password into that field.
+    /// Audits a refused password (wrong, an unknown user, or a disabled account's) and returns the answer to it,
+    /// the same for all. The account is named when it exists (the trail is for operators, not for the client); a
+    /// name that matches no account is not written, as people sometimes type their password into that field.
     async fn password_refused(
         &self,
         subject: Option<(UserId, &str)>,
+        outcome: Outcome,
         who: &Requester,
         flow: &str,
     ) -> FlowResult<FlowError> {
         machine::transition::<SignedOut, SignedOut>(Step::PasswordRefused)?;
-        self.audit(
-            Event::Login,
-            Outcome::InvalidCredentials,
-            who,
-            subject,
-            Some(flow),
-            None,
-        )
-        .await?;
+        self.audit(Event::Login, outcome, who, subject, Some(flow), None)
+            .await?;
         Ok(FlowError::InvalidCredentials)
     }
 

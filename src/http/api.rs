@@ -30,6 +30,16 @@ pub struct Credentials {
     password: String,
 }
 
+/// The current password and the new one. No `Debug`: it would print both.
+#[derive(Deserialize, ToSchema)]
+pub struct NewPassword {
+    #[schema(min_length = 1, max_length = 1024)]
+    current_password: String,
+    /// At least 8 characters; not one of the most common passwords, nor the username or the service's name.
+    #[schema(min_length = 8, max_length = 1024)]
+    new_password: String,
+}
+
 #[derive(Deserialize, ToSchema)]
 pub struct SecondFactorCode {
     // A string, not the enum, so that an unknown method is the flow's `400 bad_request` like any other bad input.
@@ -470,4 +480,30 @@ pub async fn sms_confirm(
 ) -> Result<Json<RecoveryCodes>, ApiError> {
     let recovery_codes = state.flow.sms_confirm(&session, &body.code, &who).await?;
     Ok(Json(RecoveryCodes { recovery_codes }))
+}
+
+#[utoipa::path(post, path = "/auth/password", tag = "account", request_body = NewPassword,
+    description = "Changes the password, given the current one; every other session of the account ends (pending ones \
+        included), this one stays. Needs a recent sign-in.",
+    security(("session_cookie" = [])),
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, description = "`weak_password` (the reason is in the message) or `bad_request`",
+            body = ErrorBody),
+        (status = 401, description = "`invalid_credentials` (the current password is wrong; it counts toward the \
+            password throttle), `unauthenticated` or `reauthentication_required`", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many wrong passwords", body = ErrorBody,
+            headers(("Retry-After" = i64, description = "Seconds to wait"))),
+    ))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    Client(who): Client,
+    Recent(session): Recent,
+    ApiJson(body): ApiJson<NewPassword>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .flow
+        .change_password(&session, &body.current_password, &body.new_password, &who)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -81,7 +81,7 @@ impl From<FlowError> for ApiError {
             FlowError::UsernameTaken => (S::CONFLICT, E::UsernameTaken),
             FlowError::WeakPassword(_) => (S::BAD_REQUEST, E::WeakPassword),
             FlowError::InvalidUsername => (S::BAD_REQUEST, E::InvalidUsername),
-            FlowError::InvalidCredentials => (S::UNAUTHORIZED, E::InvalidCredentials),
+            FlowError::InvalidCredentials | FlowError::WrongPassword => (S::UNAUTHORIZED, E::InvalidCredentials),
             FlowError::TooManyAttempts { retry_after, .. } => {
                 return Self {
                     retry_after: Some(*retry_after),

@@ -140,6 +140,7 @@ fn route_table() -> Vec<(ApiRoute, MethodRouter<AppState>)> {
         route(Write, Post, "/auth/step-up", api::step_up),
         route(Write, Post, "/auth/2fa/sms/setup", api::sms_setup),
         route(Write, Post, "/auth/2fa/sms/confirm", api::sms_confirm),
+        route(Write, Post, "/auth/password", api::change_password),
         route(Service, Get, "/healthz", service::healthz),
         route(Service, Get, "/readyz", service::readyz),
         route(Service, Get, "/metrics", service::metrics),

@@ -37,6 +37,7 @@ use super::{api, service, RouteKind};
         api::sms_setup,
         api::sms_confirm,
         api::regenerate_recovery_codes,
+        api::change_password,
         service::healthz,
         service::readyz,
         service::metrics,
@@ -48,6 +49,7 @@ use super::{api, service, RouteKind};
         (name = "sign-in", description = "Password, second step, sign-out"),
         (name = "session", description = "Who is signed in"),
         (name = "second factors", description = "Authenticator app, phone, recovery codes"),
+        (name = "account", description = "The password"),
         (name = "service", description = "For the machines around Twofold"),
     )
 )]

@@ -108,6 +108,8 @@ pub struct User {
     pub second_factor_locked_until: Option<i64>,
     pub last_login_at: Option<i64>,
     pub recovery_codes_left: i64,
+    /// When an operator disabled the account; `None` while it may sign in.
+    pub disabled_at: Option<i64>,
 }
 
 impl std::fmt::Debug for User {
@@ -363,6 +365,17 @@ pub struct ThrottleKey {
     pub window_seconds: i64,
 }
 
+/// What [`Store::change_password`] does.
+pub struct PasswordChange<'a> {
+    pub user: UserId,
+    /// The hash the current password was checked against; `None` when an operator sets the password.
+    pub expected_hash: Option<&'a str>,
+    pub new_hash: &'a str,
+    /// The session that made the change, which stays signed in.
+    pub keep: Option<SessionId>,
+    pub refund: &'a [ThrottleKey],
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserSummary {
     pub username: String,
@@ -373,6 +386,7 @@ pub struct UserSummary {
     pub second_factor_failures: i64,
     pub second_factor_locked_until: Option<i64>,
     pub last_login_at: Option<i64>,
+    pub disabled_at: Option<i64>,
 }
 
 #[async_trait]
@@ -388,6 +402,15 @@ pub trait Store: Send + Sync + 'static {
     async fn reset_second_factors(&self, id: UserId) -> StoreResult<()>;
     /// Clears the consecutive-failure count and any lock.
     async fn unlock_second_factor(&self, id: UserId) -> StoreResult<()>;
+    /// In one transaction under the account's lock: replaces the password hash (only if it is still `expected`, when
+    /// given: a change proven with the current password loses to a change made meanwhile), gives back the attempt
+    /// reserved under `refund`, and ends the account's sessions, pending ones included, except `keep`. False when the
+    /// hash was no longer `expected` (nothing changed) or the account is gone.
+    async fn change_password(&self, change: &PasswordChange<'_>) -> StoreResult<bool>;
+    /// Disables the account as of `now` and ends all its sessions, or (`now` = `None`) enables it again; in one
+    /// transaction under the account's lock, so a sign-in racing it either finishes first and loses its session here,
+    /// or finds the account disabled. False if there is no such account.
+    async fn set_disabled(&self, id: UserId, now: Option<i64>) -> StoreResult<bool>;
 
     // Authenticator app.
     async fn set_pending_totp(&self, id: UserId, sealed_secret: &[u8], now: i64) -> StoreResult<()>;

@@ -66,7 +66,7 @@ macro_rules! user_columns {
     () => {
         "u.id, u.username, u.password_hash, u.created_at, u.totp_secret, u.totp_pending_secret, u.totp_last_step, \
          u.sms_phone, u.sms_pending_phone, u.second_factor_failures, u.second_factor_locked_until, u.last_login_at, \
-         (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL) AS recovery_codes_left"
+         u.disabled_at, (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL) AS recovery_codes_left"
     };
 }
 
@@ -429,7 +429,7 @@ where
                 "SELECT username, created_at, totp_secret IS NOT NULL AS totp, sms_phone IS NOT NULL AS sms, \
                      (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) \
                          AS recovery_codes_left, \
-                     second_factor_failures, second_factor_locked_until, last_login_at \
+                     second_factor_failures, second_factor_locked_until, last_login_at, disabled_at \
                  FROM users ORDER BY username",
             )
             .fetch_all(&self.reader)
@@ -474,6 +474,54 @@ where
                 .await?;
             tx.commit().await?;
             Ok(())
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", name = "store.change_password", skip_all)]
+    async fn change_password(&self, change: &PasswordChange<'_>) -> StoreResult<bool> {
+        self.bounded(async {
+            let mut tx = self.write_for(change.user).await?;
+            let changed =
+                sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND ($3 IS NULL OR password_hash = $3)")
+                    .bind(change.new_hash)
+                    .bind(change.user)
+                    .bind(change.expected_hash)
+                    .execute(&mut *tx)
+                    .await?;
+            if DB::rows_affected(&changed) != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            Self::refund_in(&mut tx, change.refund).await?;
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR id <> $2)")
+                .bind(change.user)
+                .bind(change.keep)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", name = "store.set_disabled", skip_all)]
+    async fn set_disabled(&self, id: UserId, now: Option<i64>) -> StoreResult<bool> {
+        self.bounded(async {
+            let mut tx = self.write_for(id).await?;
+            let changed = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if now.is_some() {
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(DB::rows_affected(&changed) == 1)
         })
         .await
     }
@@ -939,8 +987,8 @@ where
             let mut tx = self.write_for(user).await?;
             Self::refund_in(&mut tx, refund).await?;
             // Read under the account's lock: a factor enrolled meanwhile is seen here, and none can be enrolled
-            // until this session exists.
-            let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1");
+            // until this session exists; an account disabled meanwhile gets none.
+            let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1 AND u.disabled_at IS NULL");
             let Some(account) = sqlx::query_as::<_, User>(&sql)
                 .bind(user)
                 .fetch_optional(&mut *tx)

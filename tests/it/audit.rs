@@ -2,7 +2,7 @@
 //! reveals edits, insertions and deletions, filters, retention, diagrams, operator commands, and the service
 //! endpoints (health, readiness, Prometheus metrics).
 
-use crate::common::{Client, Options, Stand, TestApp, PASSWORD};
+use crate::common::{stdout, Client, Options, Stand, TestApp, PASSWORD};
 use serde_json::Value;
 use twofold::flow::{Pruned, Requester, Verdict};
 
@@ -35,10 +35,6 @@ async fn audit_text(app: &TestApp) -> String {
     .await
     .expect("audit rows");
     rows.into_iter().map(|(row,)| row).collect::<Vec<_>>().join("\n")
-}
-
-fn stdout(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[tokio::test]

@@ -8,45 +8,6 @@ use crate::common::*;
 
 const NEW_PASSWORD: &str = "a perfectly long pass phrase";
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_success(output: &Output) {
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        stdout(output),
-        stderr(output)
-    );
-}
-
-/// Asserts a failed run whose standard error contains every one of `words` (case-insensitive).
-#[track_caller]
-fn assert_failure_mentioning(output: &Output, words: &[&str]) {
-    assert!(
-        !output.status.success(),
-        "expected a failure, got exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        stdout(output),
-        stderr(output)
-    );
-    let text = stderr(output).to_lowercase();
-    for word in words {
-        assert!(
-            text.contains(&word.to_lowercase()),
-            "stderr should mention {word:?}: {}",
-            stderr(output)
-        );
-    }
-}
-
 #[tokio::test]
 async fn user_add_with_password_on_stdin_then_login_works() {
     let app = TestApp::spawn().await;

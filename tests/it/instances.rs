@@ -334,3 +334,48 @@ async fn a_schema_newer_than_the_binary_stops_the_start_with_a_clear_message() {
         .expect("a numbered migration");
     assert!(log.contains(&format!("(up to {known})")), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "PostgreSQL only: scripts/test runs it in its PostgreSQL half (TWOFOLD_TEST_DATABASE_URL set, --include-ignored)"]
+async fn a_user_disabled_while_signing_in_on_two_instances_keeps_no_session() {
+    let url = postgres();
+    let schema = PgSchema::create(&url).await;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let (a, b) = two_instances_with(&schema, dir.path(), &[("TWOFOLD_SESSION_CACHE", "0s")]).await;
+    a.register("dora").await;
+    let instances = [&a, &b];
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_twofold"));
+    command
+        .args(["user", "disable", "dora"])
+        .env("TWOFOLD_DATABASE_URL", &schema.url)
+        .env("TWOFOLD_SECRET_KEY_FILE", dir.path().join("twofold.key"));
+    let disable = tokio::task::spawn_blocking(move || command.output());
+    // Sign-ins on both instances while the operator's command runs: each either finished before the account was
+    // disabled (and its session ended with it) or found it disabled. (A disabled account's right password counts as
+    // a wrong one, so fewer than the account's 10 tries.)
+    let logins = join_all((0..6).map(|i| instances[i % 2].login("dora", PASSWORD)));
+    let (disabled, logins) = tokio::join!(disable, logins);
+    let disabled = disabled.expect("join").expect("twofold user disable");
+    assert!(disabled.status.success(), "{disabled:?}");
+    for login in &logins {
+        match login.status {
+            200 => {
+                let cookie = login.cookie().expect("session cookie");
+                for instance in instances {
+                    instance
+                        .get("/auth/session", Some(&cookie))
+                        .await
+                        .assert_error(401, "unauthenticated");
+                }
+            }
+            _ => login.assert_error(401, "invalid_credentials"),
+        }
+    }
+    a.login("dora", PASSWORD).await.assert_error(401, "invalid_credentials");
+    b.login("dora", PASSWORD).await.assert_error(401, "invalid_credentials");
+    let sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+        .fetch_one(&any_pool(&schema.url).await)
+        .await
+        .expect("count");
+    assert_eq!(sessions, 0);
+}

@@ -5,6 +5,7 @@
 // Tests fail by panicking; the crate's lints against it are for the server's own code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod accounts;
 mod audit;
 mod bad_input;
 mod blocking;

@@ -956,3 +956,113 @@ async fn a_gateway_outage_is_explained_and_the_sign_in_goes_on_with_a_recovery_c
     assert_redirect(&verified, "/");
     assert_page(&browser.get("/").await, 200, "Recovery code");
 }
+
+#[tokio::test]
+async fn the_security_page_changes_the_password_with_its_token() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("alice").await;
+    let other = app.sign_in(&user).await;
+    let mut browser = Browser::with_session(&app, &app.sign_in(&user).await);
+    let page = browser.get("/settings/security").await;
+    assert_page(&page, 200, "name=\"new_password_again\"");
+    let new = NEW;
+
+    // No token, or a token of another browser: refused before anything is looked at.
+    let forged = [
+        ("current_password", PASSWORD),
+        ("new_password", new),
+        ("new_password_again", new),
+    ];
+    assert_eq!(browser.post("/settings/security/password", &forged).await.status, 403);
+    let mut stranger = Browser::with_session(&app, &other);
+    let stranger_token = form_token(&stranger.get("/settings/security").await);
+    let mut with_stranger_token = vec![("csrf_token", stranger_token.as_str())];
+    with_stranger_token.extend_from_slice(&forged);
+    assert_eq!(
+        browser
+            .post("/settings/security/password", &with_stranger_token)
+            .await
+            .status,
+        403
+    );
+
+    let submit = |current: &'static str, again: &'static str| {
+        [
+            ("current_password", current),
+            ("new_password", NEW),
+            ("new_password_again", again),
+        ]
+    };
+    let differ = browser
+        .submit(
+            "/settings/security",
+            "/settings/security/password",
+            &submit(PASSWORD, "something else"),
+        )
+        .await;
+    assert_page(&differ, 400, "The two new passwords differ");
+    let wrong = browser
+        .submit(
+            "/settings/security",
+            "/settings/security/password",
+            &submit("not it at all", NEW),
+        )
+        .await;
+    assert_page(&wrong, 401, "Your current password is not right");
+    let weak = browser
+        .submit(
+            "/settings/security",
+            "/settings/security/password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "short"),
+                ("new_password_again", "short"),
+            ],
+        )
+        .await;
+    assert_page(&weak, 400, "at least 8 characters");
+    app.login("alice", new).await.assert_error(401, "invalid_credentials");
+
+    let done = browser
+        .submit(
+            "/settings/security",
+            "/settings/security/password",
+            &submit(PASSWORD, NEW),
+        )
+        .await;
+    assert_redirect(&done, "/?notice=password_changed");
+    assert_page(
+        &browser.get("/?notice=password_changed").await,
+        200,
+        "Your password was changed",
+    );
+    assert!(!browser.get("/").await.text.contains("Your password was changed"));
+    app.get("/auth/session", Some(&other))
+        .await
+        .assert_error(401, "unauthenticated");
+    assert_eq!(app.login("alice", new).await.status, 200);
+}
+
+/// The new password of the password-form tests.
+const NEW: &str = "a brand new pass phrase";
+
+#[tokio::test]
+async fn an_old_sign_in_is_asked_to_sign_in_again_before_changing_the_password() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("bob").await;
+    let mut browser = Browser::with_session(&app, &app.sign_in(&user).await);
+    app.advance(16 * 60);
+    let page = browser.get("/settings/security").await;
+    assert_page(&page, 200, "To change your password, sign in again first");
+    assert!(!page.text.contains("name=\"new_password\""));
+    let fields = [
+        ("current_password", PASSWORD),
+        ("new_password", "a brand new pass phrase"),
+        ("new_password_again", "a brand new pass phrase"),
+    ];
+    let refused = browser
+        .submit("/settings/security", "/settings/security/password", &fields)
+        .await;
+    assert_redirect(&refused, "/settings/security");
+    assert_eq!(app.login("bob", PASSWORD).await.status, 200);
+}

@@ -94,6 +94,40 @@ pub struct SecurityQuery {
     notice: Option<String>,
 }
 
+/// What the dashboard reports after a change; a closed list, as [`SecurityNotice`] is.
+#[derive(Clone, Copy)]
+enum DashboardNotice {
+    PasswordChanged,
+}
+
+impl DashboardNotice {
+    fn parse(raw: Option<&str>) -> Option<Self> {
+        match raw? {
+            "password_changed" => Some(Self::PasswordChanged),
+            _ => None,
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Self::PasswordChanged => {
+                "Your password was changed. Everywhere else you were signed in (other browsers, other devices, a sign-in \
+                 waiting for its second step) has been signed out."
+            }
+        }
+    }
+}
+
+/// The dashboard showing this notice.
+const PASSWORD_CHANGED: &str = "/?notice=password_changed";
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    current_password: String,
+    new_password: String,
+    new_password_again: String,
+}
+
 #[derive(Deserialize)]
 pub struct CodeForm {
     code: String,
@@ -138,6 +172,7 @@ pub async fn dashboard(
     State(state): State<AppState>,
     SignedIn(view): SignedIn,
     form: FormToken,
+    PageQuery(query): PageQuery<SecurityQuery>,
 ) -> Result<Response, PageError> {
     let status = state.flow.second_factor_status(&view).await?;
     Ok(html(
@@ -150,6 +185,7 @@ pub async fn dashboard(
             second_factor: factor_name(view.second_factor()),
             has_second_factor: status.totp || status.sms_phone.is_some(),
             notices: view.notices(),
+            notice: DashboardNotice::parse(query.notice.as_deref()).map(DashboardNotice::message),
         },
     ))
 }
@@ -161,6 +197,7 @@ struct SecurityAnswer {
     notice: Option<SecurityNotice>,
     error: Option<String>,
     phone_error: Option<String>,
+    password_error: Option<String>,
     retry_after: Option<i64>,
 }
 
@@ -195,6 +232,7 @@ async fn security_view(
             step_up_sms,
             notice: answer.notice.map(SecurityNotice::message),
             error: answer.error,
+            password_error: answer.password_error,
         },
     );
     Ok(with_retry_after(page, answer.retry_after))
@@ -325,6 +363,47 @@ pub async fn totp_remove(
         error: Some(
             "That code is not right, so the authenticator app is still on. Enter the newest code it shows.".into(),
         ),
+        ..SecurityAnswer::default()
+    };
+    security_view(&state, &form, &view, status, answer).await
+}
+
+/// The security page's password form: the current password, the new one twice. A success lands on the dashboard,
+/// which says what else happened (every other session ended); a refusal is shown next to the form.
+pub async fn change_password(
+    State(state): State<AppState>,
+    Client(who): Client,
+    Recent(view): Recent,
+    form: FormToken,
+    Protected(body): Protected<PasswordForm>,
+) -> Result<Response, PageError> {
+    let (status, message) = if body.new_password != body.new_password_again {
+        (
+            StatusCode::BAD_REQUEST,
+            "The two new passwords differ, so your password is unchanged. Type the same new password twice.".to_owned(),
+        )
+    } else {
+        match state
+            .flow
+            .change_password(&view, &body.current_password, &body.new_password, &who)
+            .await
+        {
+            Ok(()) => return Ok(see_other(PASSWORD_CHANGED)),
+            Err(FlowError::WrongPassword) => (
+                StatusCode::UNAUTHORIZED,
+                "Your current password is not right, so your password is unchanged. Type the one you signed in with."
+                    .to_owned(),
+            ),
+            Err(error @ FlowError::WeakPassword(_)) => (
+                StatusCode::BAD_REQUEST,
+                format!("That new password cannot be used: {}", sentence(&error.to_string())),
+            ),
+            Err(error @ FlowError::BadRequest(_)) => (StatusCode::BAD_REQUEST, sentence(&error.to_string())),
+            Err(error) => return Err(error.into()),
+        }
+    };
+    let answer = SecurityAnswer {
+        password_error: Some(message),
         ..SecurityAnswer::default()
     };
     security_view(&state, &form, &view, status, answer).await

@@ -58,6 +58,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/settings/security/step-up", post(account::step_up))
         .route("/settings/security/step-up/sms", post(account::send_step_up_sms))
         .route("/settings/security/totp/remove", post(account::totp_remove))
+        .route("/settings/security/password", post(account::change_password))
         .route(
             "/settings/security/sms",
             get(account::sms_setup_page).post(account::sms_setup),

@@ -57,6 +57,7 @@ impl From<FlowError> for PageError {
             | FlowError::WeakPassword(_)
             | FlowError::InvalidUsername
             | FlowError::InvalidCredentials
+            | FlowError::WrongPassword
             | FlowError::InvalidCode(_)
             | FlowError::InvalidPhone => Self::BadRequest(sentence(&error.to_string())),
             FlowError::SmsUnavailable(_) => Self::Unavailable(sentence(&error.to_string())),

@@ -99,6 +99,8 @@ pub struct DashboardPage {
     pub second_factor: &'static str,
     pub has_second_factor: bool,
     pub notices: Vec<Notice>,
+    /// What the dashboard reports after a change made elsewhere (a closed list, like the security page's).
+    pub notice: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -123,6 +125,8 @@ pub struct SecurityPage {
     pub step_up_sms: Option<SmsCode>,
     pub notice: Option<&'static str>,
     pub error: Option<String>,
+    /// Why the password form was refused, shown next to it.
+    pub password_error: Option<String>,
 }
 
 #[derive(Template)]

@@ -10,9 +10,11 @@
 
 mod client;
 pub mod instances;
+mod output;
 mod stand;
 
 pub use client::{recovery_codes, Client};
+pub use output::{assert_failure_mentioning, assert_success, stderr, stdout};
 pub use stand::{six_digits_in, Behaviour, Received, Stand};
 
 use std::net::SocketAddr;

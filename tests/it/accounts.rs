@@ -1,0 +1,297 @@
+//! What a person and an operator manage about an account: changing the password (`POST /auth/password`), and the
+//! operator's `user passwd`, `user disable` and `user enable`. Each with its refusals, its audit events and the
+//! sessions it ends.
+
+use serde_json::json;
+
+use crate::common::{assert_failure_mentioning, assert_success, stdout, Client, Enrolled, TestApp, PASSWORD};
+
+const NEW_PASSWORD: &str = "a brand new pass phrase";
+
+/// The outcomes of `event`'s audit rows, oldest first.
+async fn outcomes(app: &TestApp, event: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT outcome FROM audit_events WHERE event = $1 ORDER BY seq")
+        .bind(event)
+        .fetch_all(&app.db().await)
+        .await
+        .expect("audit rows")
+}
+
+/// Asserts that `full` and `pending` (a sign-in waiting for its second step) of `user` have ended: the session is
+/// gone, and the second step cannot finish even with the right code.
+async fn assert_ended(app: &TestApp, user: &Enrolled, full: &str, pending: &str) {
+    app.get("/auth/session", Some(full))
+        .await
+        .assert_error(401, "unauthenticated");
+    app.verify(pending, "totp", &app.code(&user.secret, 0))
+        .await
+        .assert_error(401, "no_pending_login");
+}
+
+async fn change(app: &TestApp, cookie: Option<&str>, current: &str, new: &str) -> crate::common::Resp {
+    let body = json!({ "current_password": current, "new_password": new });
+    app.post("/auth/password", cookie, body).await
+}
+
+#[tokio::test]
+async fn a_password_change_ends_every_other_session_and_the_old_password() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("alice").await;
+    let here = app.sign_in(&user).await;
+    let elsewhere = app.sign_in(&user).await;
+    let mid_second_step = app.pending(&user).await;
+
+    let changed = change(&app, Some(&here), PASSWORD, NEW_PASSWORD).await;
+    assert_eq!(changed.status, 204, "{changed:?}");
+
+    assert_eq!(app.get("/auth/session", Some(&here)).await.status, 200);
+    assert_ended(&app, &user, &elsewhere, &mid_second_step).await;
+    app.get("/auth/session", Some(&user.cookie))
+        .await
+        .assert_error(401, "unauthenticated");
+    app.login("alice", PASSWORD)
+        .await
+        .assert_error(401, "invalid_credentials");
+    // The second factor stays.
+    let login = app.login("alice", NEW_PASSWORD).await;
+    assert_eq!(login.body["status"], "2fa_required", "{login:?}");
+    assert_eq!(outcomes(&app, "password_change").await, ["success"]);
+}
+
+#[tokio::test]
+async fn a_wrong_current_password_changes_nothing_and_counts_toward_the_throttle() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("bob").await;
+    let cookie = app.sign_in(&user).await;
+    let before = app.state_snapshot().await;
+    let refused = change(&app, Some(&cookie), "not the password", NEW_PASSWORD).await;
+    refused.assert_error(401, "invalid_credentials");
+    assert!(
+        refused.body["message"].as_str().unwrap().contains("current password"),
+        "{refused:?}"
+    );
+    let after = app.state_snapshot().await;
+    // Only the throttle moved: the attempt is counted against the account, as a wrong sign-in is.
+    let without_throttle = |snapshot: &str| {
+        snapshot
+            .lines()
+            .filter(|line| !line.starts_with("login_throttle"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(without_throttle(&before), without_throttle(&after));
+    assert_ne!(before, after, "the wrong password was counted");
+    assert_eq!(outcomes(&app, "password_change").await, ["invalid_credentials"]);
+    // Nine more wrong passwords use up the account's ten; the next try is refused before it is checked.
+    for _ in 0..9 {
+        change(&app, Some(&cookie), "not the password", NEW_PASSWORD)
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+    let throttled = change(&app, Some(&cookie), PASSWORD, NEW_PASSWORD).await;
+    throttled.assert_error(429, "too_many_attempts");
+    assert!(throttled.header("retry-after").is_some(), "{throttled:?}");
+    app.login("bob", PASSWORD).await.assert_error(429, "too_many_attempts");
+    assert_eq!(app.get("/auth/session", Some(&cookie)).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_right_current_password_gives_its_attempt_back() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("carol").await;
+    let cookie = app.sign_in(&user).await;
+    let attempts = || async {
+        let attempts: i64 = sqlx::query_scalar("SELECT attempts FROM login_throttle WHERE key = 'account:carol'")
+            .fetch_one(&app.db().await)
+            .await
+            .expect("the account's throttle row");
+        attempts
+    };
+    let before = attempts().await;
+    assert_eq!(change(&app, Some(&cookie), PASSWORD, NEW_PASSWORD).await.status, 204);
+    assert_eq!(attempts().await, before);
+}
+
+#[tokio::test]
+async fn a_weak_new_password_is_refused_with_the_reason() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("davidson").await;
+    let cookie = app.sign_in(&user).await;
+    let before = app.state_snapshot().await;
+    for (new, reason) in [
+        ("short", "at least 8 characters"),
+        ("password123", "common"),
+        ("DavidSon", "username"),
+        ("my twofold password", "service name"),
+        (&"x".repeat(1025), "1024"),
+    ] {
+        let refused = change(&app, Some(&cookie), PASSWORD, new).await;
+        refused.assert_error(400, "weak_password");
+        let message = refused.body["message"].as_str().unwrap();
+        assert!(message.contains(reason), "{reason:?} not in {message:?}");
+    }
+    // Refused before the current password was checked: nothing counted, nothing changed.
+    assert_eq!(app.state_snapshot().await, before);
+    assert_eq!(app.get("/auth/session", Some(&cookie)).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_password_change_needs_a_recent_full_session_and_a_well_formed_body() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("erin").await;
+    let pending = app.pending(&user).await;
+    change(&app, None, PASSWORD, NEW_PASSWORD)
+        .await
+        .assert_error(401, "unauthenticated");
+    change(&app, Some(&pending), PASSWORD, NEW_PASSWORD)
+        .await
+        .assert_error(401, "unauthenticated");
+    let cookie = app.sign_in(&user).await;
+    for body in [
+        json!({}),
+        json!({ "current_password": PASSWORD }),
+        json!({ "current_password": 5, "new_password": NEW_PASSWORD }),
+        json!(["current_password", "new_password"]),
+    ] {
+        app.post("/auth/password", Some(&cookie), body)
+            .await
+            .assert_error(400, "bad_request");
+    }
+    change(&app, Some(&cookie), "", NEW_PASSWORD)
+        .await
+        .assert_error(400, "bad_request");
+    app.advance(16 * 60);
+    change(&app, Some(&cookie), PASSWORD, NEW_PASSWORD)
+        .await
+        .assert_error(401, "reauthentication_required");
+    app.login("erin", PASSWORD).await;
+    assert!(outcomes(&app, "password_change").await.is_empty());
+}
+
+#[tokio::test]
+async fn of_two_racing_changes_from_one_password_one_wins() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("frank").await;
+    let first = app.sign_in(&user).await;
+    let second = app.sign_in(&user).await;
+    let (a, b) = tokio::join!(
+        change(&app, Some(&first), PASSWORD, "first new pass phrase"),
+        change(&app, Some(&second), PASSWORD, "second new pass phrase"),
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [204, 401], "{a:?}\n{b:?}");
+    let (winner, loser) = if a.status == 204 {
+        ("first new pass phrase", "second new pass phrase")
+    } else {
+        ("second new pass phrase", "first new pass phrase")
+    };
+    assert_eq!(app.login("frank", winner).await.status, 200);
+    app.login("frank", loser).await.assert_error(401, "invalid_credentials");
+    app.login("frank", PASSWORD)
+        .await
+        .assert_error(401, "invalid_credentials");
+}
+
+#[tokio::test]
+async fn user_passwd_sets_the_password_ends_every_session_and_keeps_the_factors() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("grace").await;
+    let full = app.sign_in(&user).await;
+    let pending = app.pending(&user).await;
+    let output = app.cli(
+        &["user", "passwd", "grace", "--password-stdin"],
+        Some("set by the operator\n"),
+    );
+    assert_success(&output);
+    assert!(stdout(&output).contains("ended their sessions"), "{}", stdout(&output));
+    assert_ended(&app, &user, &full, &pending).await;
+    app.login("grace", PASSWORD)
+        .await
+        .assert_error(401, "invalid_credentials");
+    let login = app.login("grace", "set by the operator").await;
+    assert_eq!(login.body["status"], "2fa_required", "{login:?}");
+    assert_eq!(outcomes(&app, "user_passwd").await, ["success"]);
+
+    let before = app.state_snapshot().await;
+    for (args, stdin, words) in [
+        (
+            &["user", "passwd", "grace", "--password-stdin"][..],
+            Some("short\n"),
+            "at least 8 characters",
+        ),
+        (
+            &["user", "passwd", "nobody", "--password-stdin"][..],
+            Some("long enough pass\n"),
+            "no such user",
+        ),
+        (&["user", "passwd", "grace"][..], None, "--password-stdin"),
+    ] {
+        assert_failure_mentioning(&app.cli(args, stdin), &[words]);
+    }
+    assert_eq!(app.state_snapshot().await, before);
+}
+
+#[tokio::test]
+async fn a_disabled_user_is_answered_as_a_wrong_password_until_enabled() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("heidi").await;
+    let full = app.sign_in(&user).await;
+    let pending = app.pending(&user).await;
+    app.on_server(|flow| async move { flow.disable_user("heidi").await })
+        .await
+        .expect("disabled");
+    // At once, on this instance: no session outlives the command.
+    assert_ended(&app, &user, &full, &pending).await;
+    // The right password and a wrong one get the same answer.
+    let right = app.login("heidi", PASSWORD).await;
+    let wrong = app.login("heidi", "not the password").await;
+    right.assert_error(401, "invalid_credentials");
+    assert_eq!((right.status, &right.body), (wrong.status, &wrong.body));
+    assert!(right.cookie().is_none());
+    let logins = outcomes(&app, "login").await;
+    assert_eq!(logins[logins.len() - 2..], ["disabled", "invalid_credentials"]);
+
+    let list = app.cli(&["user", "list"], None);
+    assert_success(&list);
+    let line = stdout(&list)
+        .lines()
+        .find(|line| line.starts_with("heidi"))
+        .unwrap()
+        .to_owned();
+    assert!(line.ends_with("yes"), "{line}");
+    let show = stdout(&app.cli(&["user", "show", "heidi"], None));
+    assert!(show.contains("disabled:"), "{show}");
+
+    let output = app.cli(&["user", "enable", "heidi"], None);
+    assert_success(&output);
+    assert_eq!(app.login("heidi", PASSWORD).await.body["status"], "2fa_required");
+    let list = stdout(&app.cli(&["user", "list"], None));
+    let line = list.lines().find(|line| line.starts_with("heidi")).unwrap();
+    assert!(line.ends_with("no"), "{line}");
+    assert!(!stdout(&app.cli(&["user", "show", "heidi"], None)).contains("disabled:"));
+    assert_eq!(outcomes(&app, "user_disable").await, ["success"]);
+    assert_eq!(outcomes(&app, "user_enable").await, ["success"]);
+}
+
+#[tokio::test]
+async fn user_disable_from_the_command_line_ends_the_sessions() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("ivan").await;
+    let full = app.sign_in(&user).await;
+    let output = app.cli(&["user", "disable", "ivan"], None);
+    assert_success(&output);
+    assert!(stdout(&output).contains("user enable ivan"), "{}", stdout(&output));
+    // `sign_in` moved the clock past the session cache, so this check reads the database.
+    app.get("/auth/session", Some(&full))
+        .await
+        .assert_error(401, "unauthenticated");
+    app.login("ivan", PASSWORD)
+        .await
+        .assert_error(401, "invalid_credentials");
+    for command in ["disable", "enable"] {
+        for name in ["nobody", "not a name"] {
+            assert_failure_mentioning(&app.cli(&["user", command, name], None), &["no such user"]);
+        }
+    }
+}
