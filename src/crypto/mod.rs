@@ -151,6 +151,18 @@ impl Keys {
         self.sealing.decrypt(XNonce::from_slice(nonce), payload).ok()
     }
 
+    /// Which browser a request came from, as far as the server can tell without a cookie of its own: SHA-256 over
+    /// its address and user agent, each length-prefixed so that no two pairs run together.
+    pub fn browser_digest(client_addr: Option<&str>, user_agent: Option<&str>) -> Vec<u8> {
+        let mut hasher = Sha256::new();
+        for part in [client_addr, user_agent] {
+            let bytes = part.unwrap_or_default().as_bytes();
+            hasher.update((bytes.len() as u64).to_be_bytes());
+            hasher.update(bytes);
+        }
+        hasher.finalize().to_vec()
+    }
+
     /// HMAC-SHA-256 of a normalised recovery code: what the database stores instead of the code.
     pub fn recovery_code_digest(&self, normalised_code: &str) -> Vec<u8> {
         mac(&self.recovery_codes, &[normalised_code.as_bytes()])

@@ -128,6 +128,8 @@ mod tests {
                 last_login_at: None,
                 recovery_codes_left: 0,
                 disabled_at: None,
+                totp_enrolled_step: None,
+                totp_enrolled_by: None,
             },
             state: StoredState(state),
             flow_id: "flow".into(),

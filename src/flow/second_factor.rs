@@ -8,7 +8,7 @@ use super::machine::{self, Step};
 use super::state::{FactorChange, FullSession, PendingLogin, RecentSession, SignedOut};
 use super::{rules, Flow, FlowError, FlowResult, Method};
 use crate::audit::{AuditEvent, Event, Outcome, Requester};
-use crate::crypto::SessionToken;
+use crate::crypto::{Keys, SessionToken};
 use crate::otp::{self, RecoveryCode, SixDigitCode};
 use crate::store::{AttemptClaim, Proof, Refusal, SecondStep, SecondStepRequest, SessionId, Upgrade, User, UserId};
 
@@ -167,16 +167,16 @@ impl Flow {
                 self.audited(&success);
                 Ok(new_token)
             }
-            SecondStep::Failed {
-                account_failures,
-                proof_refused,
-            } => {
-                let failure = if proof_refused && method == Method::Totp {
-                    Failure::Replay
-                } else {
-                    Failure::Wrong
-                };
-                let (error, tries_used) = self.fail(&check, failure, account_failures).await?;
+            SecondStep::Replayed { step } => {
+                let error = self.replayed(&check, step, now).await?;
+                machine::transition::<PendingLogin, PendingLogin>(Step::CodeRefused)?;
+                Err(NotVerified {
+                    error,
+                    still_pending: Some(pending),
+                })
+            }
+            SecondStep::Failed { account_failures, .. } => {
+                let (error, tries_used) = self.fail(&check, Failure::Wrong, account_failures).await?;
                 if rules::tries_left(tries_used) == 0 {
                     machine::transition::<PendingLogin, SignedOut>(Step::TriesUsedUp)?;
                     return Err(error.into());
@@ -288,6 +288,24 @@ impl Flow {
             (Some(_), left) => format!("the code is not valid; {left} tries left"),
         };
         Ok((FlowError::InvalidCode(message), used))
+    }
+
+    /// A sign-in's TOTP code whose step was already used: refused, audited, and told apart for the person, who
+    /// most likely typed a code their app still shows; it used no try. It is noted for the next sign-in's notices,
+    /// unless it is the code that confirmed the enrolment, typed again from the browser that confirmed it: the
+    /// person's own, not someone else's.
+    async fn replayed(&self, check: &Check<'_>, step: i64, now: i64) -> FlowResult<FlowError> {
+        let user = check.user;
+        let browser = Keys::browser_digest(check.who.client_addr.as_deref(), check.who.user_agent.as_deref());
+        let own_enrolment =
+            user.totp_enrolled_step == Some(step) && user.totp_enrolled_by.as_deref() == Some(browser.as_slice());
+        if !own_enrolment {
+            self.store.note_replay(user.id, now).await?;
+        }
+        self.audit_check(check, Outcome::Replay).await?;
+        Ok(FlowError::InvalidCode(
+            "this code was already used: wait for your app to show the next one (no try was used)".into(),
+        ))
     }
 
     /// [`Flow::fail`] for a check outside a sign-in, as the error that answers it.
@@ -405,6 +423,7 @@ impl Flow {
                 user.id,
                 &pending_secret,
                 step,
+                &Keys::browser_digest(who.client_addr.as_deref(), who.user_agent.as_deref()),
                 first_factor.then_some(&digests[..]),
                 now,
             )

@@ -161,6 +161,10 @@ fn second_step(connection: &mut Connection, step: &SecondStepRequest) -> StoreRe
         )?,
         None => 0,
     };
+    if let (false, Some(Proof::TotpStep(used))) = (consumed == 1, &step.proof) {
+        // A step already used: a replay, which counts toward no limit. Dropping `tx` rolls the claim back.
+        return Ok(SecondStep::Replayed { step: *used });
+    }
     if consumed != 1 {
         // The attempt stays counted.
         tx.commit()?;

@@ -110,6 +110,10 @@ pub struct User {
     pub recovery_codes_left: i64,
     /// When an operator disabled the account; `None` while it may sign in.
     pub disabled_at: Option<i64>,
+    /// The TOTP step the enrolment's confirming code used, and a digest of the browser that confirmed it
+    /// (`Keys::browser_digest`).
+    pub totp_enrolled_step: Option<i64>,
+    pub totp_enrolled_by: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for User {
@@ -344,9 +348,12 @@ pub struct SecondStepRequest {
 pub enum SecondStep {
     /// The attempt was not granted. Nothing changed.
     Refused(Refusal),
-    /// The attempt was counted, and the code was wrong or its proof refused (`proof_refused`: the TOTP step was
-    /// already used, the recovery code is unknown or used, no such SMS code is waiting).
+    /// The attempt was counted, and the code was wrong or its proof refused (`proof_refused`: the recovery code is
+    /// unknown or used, no such SMS code is waiting).
     Failed { account_failures: i64, proof_refused: bool },
+    /// The TOTP `step` was already used: a replay, which counts toward no limit, so the attempt's claim was rolled
+    /// back with the rest. Nothing changed.
+    Replayed { step: i64 },
     /// Signed in.
     Done,
 }
@@ -414,14 +421,15 @@ pub trait Store: Send + Sync + 'static {
 
     // Authenticator app.
     async fn set_pending_totp(&self, id: UserId, sealed_secret: &[u8], now: i64) -> StoreResult<()>;
-    /// Makes the pending secret (if it is still `sealed_secret`) the active one with `step` recorded as used, resets
-    /// the failure count, and stores `recovery_codes` (digests) as the new set when given. False if the pending secret
-    /// changed meanwhile.
+    /// Makes the pending secret (if it is still `sealed_secret`) the active one with `step` recorded as used (and as
+    /// the enrolment's, by the browser `enrolled_by`), resets the failure count, and stores `recovery_codes` (digests)
+    /// as the new set when given. False if the pending secret changed meanwhile.
     async fn activate_totp(
         &self,
         id: UserId,
         sealed_secret: &[u8],
         step: i64,
+        enrolled_by: &[u8],
         recovery_codes: Option<&[Vec<u8>]>,
         now: i64,
     ) -> StoreResult<bool>;
@@ -495,6 +503,8 @@ pub trait Store: Send + Sync + 'static {
     /// appends the success to the audit chain. A refused claim changes nothing; a wrong code or
     /// refused proof leaves the attempt counted; a success is all of it or nothing.
     async fn second_step(&self, step: SecondStepRequest) -> StoreResult<SecondStep>;
+    /// Notes a refused replay for the next sign-in's notices (a replay counts toward no limit).
+    async fn note_replay(&self, id: UserId, now: i64) -> StoreResult<()>;
 
     // Sessions.
     /// After a right password, in one transaction under the account's lock: gives back the attempt reserved under

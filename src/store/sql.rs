@@ -66,7 +66,7 @@ macro_rules! user_columns {
     () => {
         "u.id, u.username, u.password_hash, u.created_at, u.totp_secret, u.totp_pending_secret, u.totp_last_step, \
          u.sms_phone, u.sms_pending_phone, u.second_factor_failures, u.second_factor_locked_until, u.last_login_at, \
-         u.disabled_at, (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL) AS recovery_codes_left"
+         u.disabled_at, u.totp_enrolled_step, u.totp_enrolled_by, (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL) AS recovery_codes_left"
     };
 }
 
@@ -558,6 +558,7 @@ where
         id: UserId,
         sealed_secret: &[u8],
         step: i64,
+        enrolled_by: &[u8],
         recovery_codes: Option<&[Vec<u8>]>,
         now: i64,
     ) -> StoreResult<bool> {
@@ -567,6 +568,7 @@ where
             let activated = sqlx::query(
                 "UPDATE users SET totp_secret = totp_pending_secret, totp_enrolled_at = $1, \
                      totp_last_step = CASE WHEN totp_last_step > $2 THEN totp_last_step ELSE $2 END, \
+                     totp_enrolled_step = $2, totp_enrolled_by = $5, \
                      totp_pending_secret = NULL, totp_pending_at = NULL, \
                      second_factor_failures = 0, second_factor_locked_until = NULL \
                  WHERE id = $3 AND totp_pending_secret = $4",
@@ -575,6 +577,7 @@ where
             .bind(step)
             .bind(id)
             .bind(sealed_secret)
+            .bind(enrolled_by)
             .execute(&mut *tx)
             .await?;
             if DB::rows_affected(&activated) != 1 {
@@ -947,6 +950,11 @@ where
                 Some(proof) => Self::consume_proof_in(&mut tx, step.pending, proof, full).await?,
                 None => false,
             };
+            if let (false, Some(Proof::TotpStep(used))) = (consumed, &step.proof) {
+                // A step already used: a replay, which counts toward no limit (and can never sign in).
+                tx.rollback().await?;
+                return Ok(SecondStep::Replayed { step: *used });
+            }
             if !consumed {
                 // The attempt stays counted.
                 tx.commit().await?;
@@ -972,6 +980,22 @@ where
             Self::append_audit_in(&mut tx, &step.audit, &*step.seal).await?;
             tx.commit().await?;
             Ok(SecondStep::Done)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", name = "store.note_replay", skip_all)]
+    async fn note_replay(&self, id: UserId, now: i64) -> StoreResult<()> {
+        self.bounded(async {
+            sqlx::query(
+                "UPDATE users SET notice_failures = notice_failures + 1, notice_replays = notice_replays + 1, \
+                     notice_last_at = $1 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+            Ok(())
         })
         .await
     }

@@ -417,3 +417,127 @@ async fn logins_in_flight_during_an_enrolment_are_not_left_password_only() {
     // The owner's own session, which enrolled, stays.
     assert_eq!(app.get("/auth/session", Some(&owner)).await.status, 200);
 }
+
+/// A signed-in `username` (password only) sets up an authenticator and confirms it with the current code; then signs
+/// out and back in, pending. Returns the secret, the code that confirmed, and the pending session.
+async fn enrol_and_sign_in_again(app: &TestApp, username: &str) -> (Vec<u8>, String, String) {
+    app.add_user(username, PASSWORD).await;
+    let cookie = app.login(username, PASSWORD).await.cookie().expect("session cookie");
+    let setup = app.post_empty("/auth/2fa/totp/setup", Some(&cookie)).await;
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(setup.body["secret"].as_str().expect("secret").as_bytes())
+        .expect("base32 secret");
+    let code = app.code(&secret, 0);
+    let confirm = app
+        .post("/auth/2fa/totp/confirm", Some(&cookie), json!({ "code": code }))
+        .await;
+    assert_eq!(confirm.status, 200, "{confirm:?}");
+    assert_eq!(app.post_empty("/auth/logout", Some(&cookie)).await.status, 204);
+    let login = app.login(username, PASSWORD).await;
+    assert_eq!(login.body["status"], "2fa_required", "{login:?}");
+    (secret, code, login.cookie().expect("pending cookie"))
+}
+
+/// The tries a pending session has used, and the account's consecutive failures.
+async fn counted(app: &TestApp, username: &str) -> (i64, i64) {
+    let failures = user_column(app, username, "second_factor_failures")
+        .await
+        .unwrap_or_default();
+    let tries = count(
+        app,
+        "SELECT COALESCE(MAX(s.failed_attempts), 0) FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE u.username = $1 AND s.state = 'pending'",
+        username,
+    )
+    .await;
+    (tries, failures)
+}
+
+#[tokio::test]
+async fn the_enrolment_code_typed_again_at_once_is_told_apart_and_not_held_against_anyone() {
+    let app = TestApp::spawn().await;
+    let (secret, code, pending) = enrol_and_sign_in_again(&app, "ivy").await;
+    // The person types the code their app still shows: the one that just confirmed the app.
+    let refused = app.verify(&pending, "totp", &code).await;
+    refused.assert_error(401, "invalid_2fa_code");
+    let message = refused.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("already used") && message.contains("next one"),
+        "{message}"
+    );
+    assert!(!message.contains("tries left"), "{message}");
+    assert_eq!(counted(&app, "ivy").await, (0, 0), "no try and no failure counted");
+    // Still refused as often as it is typed, and still never counted.
+    app.verify(&pending, "totp", &code)
+        .await
+        .assert_error(401, "invalid_2fa_code");
+    assert_eq!(counted(&app, "ivy").await, (0, 0));
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM audit_events WHERE username = $1 AND event = 'second_factor' AND outcome = 'replay'",
+            "ivy"
+        )
+        .await,
+        2
+    );
+    // The next code signs in, and nothing is reported to the person as someone else's doing.
+    app.advance(30);
+    let verified = app.verify(&pending, "totp", &app.code(&secret, 0)).await;
+    assert_eq!(verified.status, 200, "{verified:?}");
+    let full = verified.cookie().expect("full session cookie");
+    assert_eq!(notices(&app, &full).await, Vec::<Value>::new());
+}
+
+#[tokio::test]
+async fn the_enrolment_code_from_another_browser_is_reported() {
+    let app = TestApp::spawn().await;
+    let (secret, code, pending) = enrol_and_sign_in_again(&app, "jack").await;
+    let elsewhere = app
+        .send(
+            app.request(reqwest::Method::POST, "/auth/verify-2fa", Some(&pending))
+                .header(
+                    reqwest::header::USER_AGENT,
+                    "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
+                )
+                .json(&json!({ "method": "totp", "code": code })),
+        )
+        .await;
+    elsewhere.assert_error(401, "invalid_2fa_code");
+    assert_eq!(counted(&app, "jack").await, (0, 0));
+    app.advance(30);
+    let verified = app.verify(&pending, "totp", &app.code(&secret, 0)).await;
+    let found = notices(&app, &verified.cookie().expect("full session cookie")).await;
+    let replay = found
+        .iter()
+        .find(|n| n["kind"] == "totp_replay_refused")
+        .unwrap_or_else(|| panic!("no replay notice in {found:?}"));
+    assert_eq!(replay["count"], 1, "{replay:?}");
+}
+
+#[tokio::test]
+async fn replays_count_toward_no_limit_and_never_sign_in() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("kim").await;
+    let used = app.code(&user.secret, 0);
+    app.sign_in(&user).await;
+    let pending = app.pending(&user).await;
+    // More replays than a pending session has tries and than the account's lock allows.
+    for _ in 0..12 {
+        let refused = app.verify(&pending, "totp", &used).await;
+        refused.assert_error(401, "invalid_2fa_code");
+        assert!(
+            refused.body["message"].as_str().unwrap().contains("already used"),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(counted(&app, "kim").await, (0, 0));
+    let verified = app.verify(&pending, "totp", &app.code(&user.secret, 0)).await;
+    assert_eq!(verified.status, 200, "{verified:?}");
+    let found = notices(&app, &verified.cookie().expect("full session cookie")).await;
+    let replay = found
+        .iter()
+        .find(|n| n["kind"] == "totp_replay_refused")
+        .unwrap_or_else(|| panic!("no replay notice in {found:?}"));
+    assert_eq!(replay["count"], 12, "{replay:?}");
+}
