@@ -1,11 +1,41 @@
 //! Accounts: self-service registration (when allowed) and the operator's commands.
 
 use super::rules::{self, Lock};
-use super::state::RecentSession;
+use super::state::{FullSession, RecentSession};
 use super::{Flow, FlowError, FlowResult, Username};
 use crate::audit::{Event, Outcome, Requester};
 use crate::crypto::password::{check_new_password, Password};
-use crate::store::{PasswordChange, StoreError, User};
+use crate::store::{PasswordChange, SessionId, SessionState, StoreError, User};
+
+/// One place a person is signed in, as their session list shows it.
+#[derive(Debug, Clone)]
+pub struct SignedInSession {
+    pub id: i64,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    /// The client's address, as the session last saw it.
+    pub client: Option<String>,
+    /// The `User-Agent` header as sent.
+    pub user_agent: Option<String>,
+    /// The browser and system in plain words: "Firefox on Linux".
+    pub device: String,
+    /// The second factor the sign-in used, if any.
+    pub second_factor: Option<String>,
+    /// Whether it is the session asking.
+    pub current: bool,
+}
+
+/// A user agent in plain words ("Firefox on Linux", "Safari on iPhone"), parsed with woothee's dataset; "Unknown
+/// browser" when it names nothing the dataset knows.
+pub fn device_name(user_agent: Option<&str>) -> String {
+    const UNKNOWN: &str = "UNKNOWN";
+    let parser = woothee::parser::Parser::new();
+    match user_agent.and_then(|agent| parser.parse(agent)) {
+        Some(found) if found.name != UNKNOWN && found.os != UNKNOWN => format!("{} on {}", found.name, found.os),
+        Some(found) if found.name != UNKNOWN => found.name.to_owned(),
+        _ => "Unknown browser".to_owned(),
+    }
+}
 
 /// One line of `twofold user list`.
 #[derive(Debug, Clone)]
@@ -200,6 +230,73 @@ impl Flow {
             None,
         )
         .await
+    }
+
+    /// Where the person is signed in: the account's live full sessions, newest first, this one marked.
+    #[tracing::instrument(level = "debug", name = "flow.signed_in_sessions", skip_all)]
+    pub async fn signed_in_sessions(&self, session: &FullSession) -> FlowResult<Vec<SignedInSession>> {
+        let now = self.now_unix();
+        let idle = self.settings.session_idle_seconds;
+        Ok(self
+            .store
+            .list_sessions(Some(session.user_id()))
+            .await?
+            .into_iter()
+            .filter(|s| s.state.0 == SessionState::Full && rules::full_alive(s.expires_at, s.last_seen_at, now, idle))
+            .map(|s| SignedInSession {
+                id: s.id.0,
+                created_at: s.authenticated_at.unwrap_or(s.created_at),
+                last_seen_at: s.last_seen_at,
+                device: device_name(s.user_agent.as_deref()),
+                client: s.client_addr,
+                user_agent: s.user_agent,
+                second_factor: s.second_factor,
+                current: s.id == session.id(),
+            })
+            .collect())
+    }
+
+    /// Ends one of the person's sessions by its id (this one too, if they ask). Another account's id is answered as
+    /// an unknown one.
+    #[tracing::instrument(level = "debug", name = "flow.end_session", skip_all)]
+    pub async fn end_session(&self, session: &FullSession, id: i64, who: &Requester) -> FlowResult<()> {
+        let ended = self
+            .store
+            .delete_session_by_id(SessionId(id), Some(session.user_id()))
+            .await?
+            .ok_or(FlowError::NoSuchSession(id))?;
+        self.sessions.forget_session(ended.id);
+        let subject = Some((ended.user_id, ended.user.username.as_str()));
+        self.audit(
+            Event::SessionRevoke,
+            Outcome::Success,
+            who,
+            subject,
+            Some(&ended.flow_id),
+            None,
+        )
+        .await
+    }
+
+    /// Ends every session of the account but this one ("sign out everywhere else"); returns how many ended.
+    #[tracing::instrument(level = "debug", name = "flow.end_other_sessions", skip_all)]
+    pub async fn end_sessions_elsewhere(&self, session: &FullSession, who: &Requester) -> FlowResult<u64> {
+        let ended = self
+            .store
+            .delete_user_sessions(session.user_id(), Some(session.id()))
+            .await?;
+        self.sessions.forget_user(session.user_id(), None);
+        let subject = Some((session.user_id(), session.username()));
+        self.audit(
+            Event::SessionRevoke,
+            Outcome::Success,
+            who,
+            subject,
+            Some(session.flow_id()),
+            None,
+        )
+        .await?;
+        Ok(ended)
     }
 
     #[tracing::instrument(level = "debug", name = "flow.list_users", skip_all)]

@@ -187,7 +187,7 @@ impl Flow {
     pub async fn revoke_session(&self, id: i64) -> FlowResult<()> {
         let session = self
             .store
-            .delete_session_by_id(SessionId(id))
+            .delete_session_by_id(SessionId(id), None)
             .await?
             .ok_or(FlowError::NoSuchSession(id))?;
         self.sessions.forget_session(session.id);

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AnyState, ApiJson, Change, Client, Pending, Recent, SignedIn, ToVerify};
 use super::{cookies, AppState};
-use crate::flow::{rules, LoginOutcome, LoginState, Method, Notice, PendingAction, SmsSent};
+use crate::flow::{rules, LoginOutcome, LoginState, Method, Notice, PendingAction, SignedInSession, SmsSent};
 
 // The patterns and lengths in the schemas below are the rules the flow applies (`Username::parse`, the password's
 // length, `TypedCode::parse`, `PhoneNumber::parse`) in their plainest form, so that generated requests mostly get past
@@ -505,5 +505,104 @@ pub async fn change_password(
         .flow
         .change_password(&session, &body.current_password, &body.new_password, &who)
         .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One place the person is signed in.
+#[derive(Serialize, ToSchema)]
+pub struct SessionEntry {
+    /// What `DELETE /auth/sessions/{id}` takes.
+    id: i64,
+    /// When this sign-in happened.
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    last_seen_at: String,
+    /// The client's address as the session last saw it.
+    client: Option<String>,
+    /// The `User-Agent` header as sent.
+    user_agent: Option<String>,
+    /// The browser and system in plain words, e.g. "Firefox on Linux".
+    device: String,
+    /// The second factor the sign-in used, if any.
+    second_factor: Option<String>,
+    /// Whether this is the session asking.
+    current: bool,
+}
+
+impl From<SignedInSession> for SessionEntry {
+    fn from(session: SignedInSession) -> Self {
+        let at = |unix: i64| {
+            rfc3339(time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH))
+        };
+        Self {
+            id: session.id,
+            created_at: at(session.created_at),
+            last_seen_at: at(session.last_seen_at),
+            client: session.client,
+            user_agent: session.user_agent,
+            device: session.device,
+            second_factor: session.second_factor,
+            current: session.current,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Sessions {
+    /// Newest first.
+    sessions: Vec<SessionEntry>,
+}
+
+#[utoipa::path(get, path = "/auth/sessions", tag = "account",
+    description = "Where the account is signed in: its live full sessions, newest first, this one marked `current`.",
+    security(("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The sessions", body = Sessions),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+    ))]
+pub async fn sessions(State(state): State<AppState>, SignedIn(session): SignedIn) -> Result<Json<Sessions>, ApiError> {
+    let sessions = state.flow.signed_in_sessions(&session).await?;
+    Ok(Json(Sessions {
+        sessions: sessions.into_iter().map(SessionEntry::from).collect(),
+    }))
+}
+
+#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "account",
+    description = "Ends one of the account's sessions (this one too, if asked).",
+    params(("id" = i64, Path, description = "A session's `id` from `GET /auth/sessions`")),
+    security(("session_cookie" = [])),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such session of this account", body = ErrorBody),
+    ))]
+pub async fn end_session(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SignedIn(session): SignedIn,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<StatusCode, ApiError> {
+    // Read as text, so that an id that is no number is the same 404 as an unknown one, in the contract's body.
+    let id = id
+        .parse::<i64>()
+        .map_err(|_| ApiError::from(crate::flow::FlowError::NoSuchSession(0)))?;
+    state.flow.end_session(&session, id, &who).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/auth/sessions", tag = "account",
+    description = "Ends every other session of the account, pending ones included (\"sign out everywhere else\").",
+    security(("session_cookie" = [])),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+    ))]
+pub async fn end_other_sessions(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SignedIn(session): SignedIn,
+) -> Result<StatusCode, ApiError> {
+    state.flow.end_sessions_elsewhere(&session, &who).await?;
     Ok(StatusCode::NO_CONTENT)
 }

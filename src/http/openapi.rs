@@ -38,6 +38,9 @@ use super::{api, service, RouteKind};
         api::sms_confirm,
         api::regenerate_recovery_codes,
         api::change_password,
+        api::sessions,
+        api::end_session,
+        api::end_other_sessions,
         service::healthz,
         service::readyz,
         service::metrics,
@@ -49,7 +52,7 @@ use super::{api, service, RouteKind};
         (name = "sign-in", description = "Password, second step, sign-out"),
         (name = "session", description = "Who is signed in"),
         (name = "second factors", description = "Authenticator app, phone, recovery codes"),
-        (name = "account", description = "The password"),
+        (name = "account", description = "The password, and where one is signed in"),
         (name = "service", description = "For the machines around Twofold"),
     )
 )]

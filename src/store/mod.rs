@@ -532,7 +532,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Lists sessions (all, or one account's), newest first.
     async fn list_sessions(&self, user: Option<UserId>) -> StoreResult<Vec<Session>>;
-    async fn delete_session_by_id(&self, id: SessionId) -> StoreResult<Option<Session>>;
+    /// Ends the session with this id, if it is `owner`'s (any account's with `None`).
+    async fn delete_session_by_id(&self, id: SessionId, owner: Option<UserId>) -> StoreResult<Option<Session>>;
     /// Answers when the database does.
     async fn ping(&self) -> StoreResult<()>;
 

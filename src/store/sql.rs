@@ -1136,14 +1136,21 @@ where
     }
 
     #[tracing::instrument(level = "debug", name = "store.delete_session_by_id", skip_all)]
-    async fn delete_session_by_id(&self, id: SessionId) -> StoreResult<Option<Session>> {
+    async fn delete_session_by_id(&self, id: SessionId, owner: Option<UserId>) -> StoreResult<Option<Session>> {
         self.bounded(async {
             let mut tx = self.write().await?;
-            let sql =
-                format!("SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1");
-            let session: Option<Session> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
-            let deleted = sqlx::query("DELETE FROM sessions WHERE id = $1")
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE s.id = $1 AND ($2 IS NULL OR s.user_id = $2)"
+            );
+            let session: Option<Session> = sqlx::query_as(&sql)
                 .bind(id)
+                .bind(owner)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let deleted = sqlx::query("DELETE FROM sessions WHERE id = $1 AND ($2 IS NULL OR user_id = $2)")
+                .bind(id)
+                .bind(owner)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;

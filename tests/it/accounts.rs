@@ -295,3 +295,133 @@ async fn user_disable_from_the_command_line_ends_the_sessions() {
         }
     }
 }
+
+const FIREFOX_ON_LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0";
+const CHROME_ON_WINDOWS: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+/// Both steps for `user` from a browser that sends `user_agent`; returns the full session's cookie.
+async fn sign_in_from(app: &TestApp, user: &Enrolled, user_agent: &str) -> String {
+    let pending = app.pending(user).await;
+    let verified = app
+        .send(
+            app.request(reqwest::Method::POST, "/auth/verify-2fa", Some(&pending))
+                .header(reqwest::header::USER_AGENT, user_agent)
+                .json(&json!({ "method": "totp", "code": app.code(&user.secret, 0) })),
+        )
+        .await;
+    assert_eq!(verified.status, 200, "{verified:?}");
+    app.advance(30);
+    verified.cookie().expect("full session cookie")
+}
+
+async fn session_list(app: &TestApp, cookie: &str) -> Vec<serde_json::Value> {
+    let listed = app.get("/auth/sessions", Some(cookie)).await;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    listed.body["sessions"].as_array().expect("sessions").clone()
+}
+
+#[tokio::test]
+async fn the_session_list_says_where_one_is_signed_in_and_marks_this_one() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("lena").await;
+    app.post_empty("/auth/logout", Some(&user.cookie)).await;
+    let laptop = sign_in_from(&app, &user, FIREFOX_ON_LINUX).await;
+    let desktop = sign_in_from(&app, &user, CHROME_ON_WINDOWS).await;
+    // Neither a sign-in waiting for its second step nor another account's sessions are listed.
+    app.pending(&user).await;
+    let other = app.enroll("mike").await;
+    app.sign_in(&other).await;
+
+    let listed = session_list(&app, &laptop).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    // Newest first.
+    assert_eq!(listed[0]["device"], "Chrome on Windows 10");
+    assert_eq!(listed[0]["user_agent"], CHROME_ON_WINDOWS);
+    assert_eq!(listed[0]["current"], false);
+    assert_eq!(listed[1]["device"], "Firefox on Linux");
+    assert_eq!(listed[1]["current"], true);
+    for entry in &listed {
+        assert_eq!(entry["client"], "127.0.0.1");
+        assert_eq!(entry["second_factor"], "totp");
+        for key in ["created_at", "last_seen_at"] {
+            let at = entry[key].as_str().unwrap_or_default();
+            assert!(
+                time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).is_ok(),
+                "{key}: {entry:?}"
+            );
+        }
+        assert!(entry["id"].is_i64(), "{entry:?}");
+    }
+    assert_eq!(session_list(&app, &desktop).await[0]["current"], true);
+    app.get("/auth/sessions", None)
+        .await
+        .assert_error(401, "unauthenticated");
+    let pending = app.pending(&user).await;
+    app.get("/auth/sessions", Some(&pending))
+        .await
+        .assert_error(401, "unauthenticated");
+}
+
+#[tokio::test]
+async fn ending_one_session_or_all_others() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("nora").await;
+    let here = app.sign_in(&user).await;
+    let there = app.sign_in(&user).await;
+    let stranger = app.enroll("oscar").await;
+    let theirs = app.sign_in(&stranger).await;
+    let their_id = session_list(&app, &theirs).await[0]["id"].as_i64().unwrap();
+    let there_id = session_list(&app, &there)
+        .await
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+
+    // Another account's session, an unknown id and no number at all: the same 404, and nothing ends.
+    for id in [
+        their_id.to_string(),
+        "999999".into(),
+        "not-a-number".into(),
+        "-1".into(),
+    ] {
+        app.delete(&format!("/auth/sessions/{id}"), Some(&here), json!(null))
+            .await
+            .assert_error(404, "not_found");
+    }
+    assert_eq!(app.get("/auth/session", Some(&theirs)).await.status, 200);
+    app.delete(&format!("/auth/sessions/{there_id}"), None, json!(null))
+        .await
+        .assert_error(401, "unauthenticated");
+
+    let ended = app
+        .delete(&format!("/auth/sessions/{there_id}"), Some(&here), json!(null))
+        .await;
+    assert_eq!(ended.status, 204, "{ended:?}");
+    app.get("/auth/session", Some(&there))
+        .await
+        .assert_error(401, "unauthenticated");
+    assert_eq!(app.get("/auth/session", Some(&here)).await.status, 200);
+    // Ended once: again it is unknown.
+    app.delete(&format!("/auth/sessions/{there_id}"), Some(&here), json!(null))
+        .await
+        .assert_error(404, "not_found");
+
+    // Everywhere else, a sign-in halfway through its second step included.
+    let third = app.sign_in(&user).await;
+    let pending = app.pending(&user).await;
+    let ended = app.delete("/auth/sessions", Some(&here), json!(null)).await;
+    assert_eq!(ended.status, 204, "{ended:?}");
+    app.get("/auth/session", Some(&third))
+        .await
+        .assert_error(401, "unauthenticated");
+    app.verify(&pending, "totp", &app.code(&user.secret, 0))
+        .await
+        .assert_error(401, "no_pending_login");
+    assert_eq!(app.get("/auth/session", Some(&here)).await.status, 200);
+    assert_eq!(session_list(&app, &here).await.len(), 1);
+    assert_eq!(app.get("/auth/session", Some(&theirs)).await.status, 200);
+    assert_eq!(outcomes(&app, "session_revoke").await, ["success", "success"]);
+}

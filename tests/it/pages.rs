@@ -1066,3 +1066,59 @@ async fn an_old_sign_in_is_asked_to_sign_in_again_before_changing_the_password()
     assert_redirect(&refused, "/settings/security");
     assert_eq!(app.login("bob", PASSWORD).await.status, 200);
 }
+
+#[tokio::test]
+async fn the_security_page_lists_where_one_is_signed_in_and_ends_a_session() {
+    let app = TestApp::spawn().await;
+    let user = app.enroll("carol").await;
+    app.post_empty("/auth/logout", Some(&user.cookie)).await;
+    let elsewhere = app.sign_in(&user).await;
+    let mut browser = Browser::with_session(&app, &app.sign_in(&user).await);
+    let page = browser.get("/settings/security").await;
+    assert_page(&page, 200, "Where you're signed in");
+    assert!(page.text.contains("(this browser)"), "{}", page.text);
+    assert_eq!(page.text.matches("End this session").count(), 1, "{}", page.text);
+    let listed = app.get("/auth/sessions", Some(&elsewhere)).await;
+    let other_id = listed.body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let action = format!("/settings/security/sessions/{other_id}/end");
+    assert!(page.text.contains(&action), "{}", page.text);
+
+    // Without the page's token nothing ends.
+    assert_eq!(browser.post(&action, &[]).await.status, 403);
+    assert_eq!(app.get("/auth/session", Some(&elsewhere)).await.status, 200);
+    let ended = browser.submit("/settings/security", &action, &[]).await;
+    assert_redirect(&ended, "/settings/security?notice=session_ended");
+    app.get("/auth/session", Some(&elsewhere))
+        .await
+        .assert_error(401, "unauthenticated");
+    assert_page(
+        &browser.get("/settings/security?notice=session_ended").await,
+        200,
+        "That session was signed out.",
+    );
+    let unknown = browser
+        .submit("/settings/security", "/settings/security/sessions/nope/end", &[])
+        .await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+
+    let third = app.sign_in(&user).await;
+    assert_eq!(
+        browser.post("/settings/security/sessions/end-others", &[]).await.status,
+        403
+    );
+    let all = browser
+        .submit("/settings/security", "/settings/security/sessions/end-others", &[])
+        .await;
+    assert_redirect(&all, "/settings/security?notice=other_sessions_ended");
+    app.get("/auth/session", Some(&third))
+        .await
+        .assert_error(401, "unauthenticated");
+    assert_eq!(browser.get("/settings/security").await.status, 200);
+}

@@ -11,12 +11,12 @@ use serde::Deserialize;
 use super::csrf::{FormToken, Protected};
 use super::problem::wait_text;
 use super::templates::{
-    DashboardPage, Layout, RecoveryCodesFile, RecoveryCodesPage, SecurityPage, SmsSetupPage, TotpSetupPage,
+    DashboardPage, Layout, RecoveryCodesFile, RecoveryCodesPage, SecurityPage, SessionLine, SmsSetupPage, TotpSetupPage,
 };
 use super::visitor::{Recent, SignedIn, SECURITY};
 use super::{
-    add_page_headers, html, human_time, machine_time, see_other, sentence, sms_code, with_retry_after, PageError,
-    PageQuery,
+    add_page_headers, html, human_time, machine_time, see_other, sentence, sms_code, time_ago, with_retry_after,
+    PageError, PageQuery,
 };
 use crate::flow::rules::RECOVERY_CODES_PER_SET;
 use crate::flow::{recovery_codes_in, FlowError, FullSession, Method, SmsChallenge, TotpSetup};
@@ -38,6 +38,8 @@ enum SecurityNotice {
     ConfirmFirst,
     SteppedUp,
     StepUpSent,
+    SessionEnded,
+    OtherSessionsEnded,
 }
 
 impl SecurityNotice {
@@ -51,6 +53,8 @@ impl SecurityNotice {
             "confirm_first" => Some(Self::ConfirmFirst),
             "stepped_up" => Some(Self::SteppedUp),
             "step_up_sent" => Some(Self::StepUpSent),
+            "session_ended" => Some(Self::SessionEnded),
+            "other_sessions_ended" => Some(Self::OtherSessionsEnded),
             _ => None,
         }
     }
@@ -65,6 +69,8 @@ impl SecurityNotice {
             Self::ConfirmFirst => "confirm_first",
             Self::SteppedUp => "stepped_up",
             Self::StepUpSent => "step_up_sent",
+            Self::SessionEnded => "session_ended",
+            Self::OtherSessionsEnded => "other_sessions_ended",
         }
     }
 
@@ -80,6 +86,8 @@ impl SecurityNotice {
             Self::ConfirmFirst => "Confirm it's you first: enter a current code from one of your second factors.",
             Self::SteppedUp => "Thank you. For the next 5 minutes you can change how you sign in.",
             Self::StepUpSent => "We sent a code by text message. Enter it below to confirm it's you.",
+            Self::SessionEnded => "That session was signed out.",
+            Self::OtherSessionsEnded => "You were signed out everywhere else. This browser stays signed in.",
         }
     }
 
@@ -210,6 +218,19 @@ async fn security_view(
     answer: SecurityAnswer,
 ) -> Result<Response, PageError> {
     let factors = state.flow.second_factor_status(view).await?;
+    let now = state.flow.now();
+    let unix = |at: i64| time::OffsetDateTime::from_unix_timestamp(at).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let sessions = (state.flow.signed_in_sessions(view).await?)
+        .into_iter()
+        .map(|session| SessionLine {
+            id: session.id,
+            device: session.device,
+            client: session.client,
+            seen: time_ago(unix(session.last_seen_at), now),
+            seen_machine: machine_time(unix(session.last_seen_at)),
+            current: session.current,
+        })
+        .collect();
     let may_change = state.flow.is_recent(view);
     let needs_step_up = may_change && !state.flow.may_change_without_step_up(view);
     let step_up_sms = if needs_step_up {
@@ -233,6 +254,7 @@ async fn security_view(
             notice: answer.notice.map(SecurityNotice::message),
             error: answer.error,
             password_error: answer.password_error,
+            sessions,
         },
     );
     Ok(with_retry_after(page, answer.retry_after))
@@ -407,6 +429,30 @@ pub async fn change_password(
         ..SecurityAnswer::default()
     };
     security_view(&state, &form, &view, status, answer).await
+}
+
+/// "End this session" beside one of the other places the person is signed in.
+pub async fn end_session(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SignedIn(view): SignedIn,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Protected(NoFields {}): Protected<NoFields>,
+) -> Result<Response, PageError> {
+    let id = id.parse::<i64>().map_err(|_| PageError::NotFound)?;
+    state.flow.end_session(&view, id, &who).await?;
+    Ok(see_other(&SecurityNotice::SessionEnded.location()))
+}
+
+/// "End all other sessions": signs the account out everywhere but this browser.
+pub async fn end_other_sessions(
+    State(state): State<AppState>,
+    Client(who): Client,
+    SignedIn(view): SignedIn,
+    Protected(NoFields {}): Protected<NoFields>,
+) -> Result<Response, PageError> {
+    state.flow.end_sessions_elsewhere(&view, &who).await?;
+    Ok(see_other(&SecurityNotice::OtherSessionsEnded.location()))
 }
 
 #[derive(Deserialize)]

@@ -60,6 +60,11 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/settings/security/totp/remove", post(account::totp_remove))
         .route("/settings/security/password", post(account::change_password))
         .route(
+            "/settings/security/sessions/end-others",
+            post(account::end_other_sessions),
+        )
+        .route("/settings/security/sessions/{id}/end", post(account::end_session))
+        .route(
             "/settings/security/sms",
             get(account::sms_setup_page).post(account::sms_setup),
         )
@@ -208,6 +213,18 @@ fn human_time(at: OffsetDateTime) -> String {
     .unwrap_or_default()
 }
 
+/// How long before `now` a moment was, in a person's words: "just now", "5 minutes ago", "2 hours ago", "3 days ago".
+fn time_ago(then: OffsetDateTime, now: OffsetDateTime) -> String {
+    let minutes = (now - then).whole_minutes().max(0);
+    let (count, unit) = match minutes {
+        0 => return "just now".to_owned(),
+        1..=59 => (minutes, "minute"),
+        60..=1439 => (minutes / 60, "hour"),
+        _ => (minutes / 1440, "day"),
+    };
+    format!("{count} {unit}{} ago", if count == 1 { "" } else { "s" })
+}
+
 /// The same moment for `<time datetime>`.
 fn machine_time(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
@@ -224,6 +241,20 @@ mod tests {
             "The code is not valid; 4 tries left."
         );
         assert_eq!(sentence("Done."), "Done.");
+    }
+
+    #[test]
+    fn times_ago_in_words() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_015).unwrap();
+        let ago = |seconds: i64| time_ago(now - time::Duration::seconds(seconds), now);
+        assert_eq!(ago(-5), "just now");
+        assert_eq!(ago(59), "just now");
+        assert_eq!(ago(60), "1 minute ago");
+        assert_eq!(ago(5 * 60 + 59), "5 minutes ago");
+        assert_eq!(ago(3600), "1 hour ago");
+        assert_eq!(ago(2 * 3600 + 1800), "2 hours ago");
+        assert_eq!(ago(24 * 3600), "1 day ago");
+        assert_eq!(ago(3 * 24 * 3600), "3 days ago");
     }
 
     #[test]

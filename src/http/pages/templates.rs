@@ -127,6 +127,20 @@ pub struct SecurityPage {
     pub error: Option<String>,
     /// Why the password form was refused, shown next to it.
     pub password_error: Option<String>,
+    /// Where the person is signed in, newest first.
+    pub sessions: Vec<SessionLine>,
+}
+
+/// One line of the security page's "Where you're signed in".
+pub struct SessionLine {
+    pub id: i64,
+    /// "Firefox on Linux".
+    pub device: String,
+    pub client: Option<String>,
+    /// When it was last used, in words ("2 hours ago"), and as a machine-readable time.
+    pub seen: String,
+    pub seen_machine: String,
+    pub current: bool,
 }
 
 #[derive(Template)]
