@@ -205,7 +205,12 @@ impl Metrics {
             Event::Login => {
                 self.logins.get_or_create(&OutcomeLabels { outcome }).inc();
             }
-            Event::SecondFactor | Event::TotpConfirm | Event::TotpRemove | Event::SmsConfirm | Event::StepUp => {
+            Event::SecondFactor
+            | Event::TotpConfirm
+            | Event::TotpRemove
+            | Event::SmsConfirm
+            | Event::SmsRemove
+            | Event::StepUp => {
                 let method = event.method.unwrap_or("none");
                 self.checks.get_or_create(&CheckLabels { method, outcome }).inc();
             }

@@ -203,7 +203,7 @@ impl Flow {
         }
     }
 
-    async fn audit_check(&self, check: &Check<'_>, outcome: Outcome) -> FlowResult<()> {
+    pub(super) async fn audit_check(&self, check: &Check<'_>, outcome: Outcome) -> FlowResult<()> {
         self.audit(
             check.event,
             outcome,

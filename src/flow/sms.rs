@@ -250,6 +250,37 @@ impl Flow {
         Ok(codes.iter().map(RecoveryCode::display).collect())
     }
 
+    /// Removes the phone, given the step-up code just texted to it for this session (`POST /auth/2fa/sms/send`), as
+    /// removing the authenticator takes a code from it. When no authenticator is left, the recovery codes go too and
+    /// the account signs in with its password alone. Other sessions of the account end.
+    #[tracing::instrument(level = "debug", name = "flow.sms_remove", skip_all)]
+    pub async fn sms_remove(&self, session: &RecentSession, code: &str, who: &Requester) -> FlowResult<()> {
+        let code = SixDigitCode::parse(code).ok_or_else(|| FlowError::BadRequest("an SMS code is 6 digits".into()))?;
+        let user = &self.account(session.user_id()).await?;
+        if user.sms_phone.is_none() {
+            return Err(FlowError::BadRequest("this account has no phone for SMS codes".into()));
+        }
+        let check = Check {
+            user,
+            pending: None,
+            who,
+            flow: Some(session.flow_id()),
+            event: Event::SmsRemove,
+            method: Method::Sms,
+        };
+        let account_failures = self.claim(&check).await??;
+        let digest = self.keys.sms_code_digest(user.id.0, code.as_str());
+        if !self
+            .store
+            .remove_sms(user.id, session.id(), &digest, self.now_unix())
+            .await?
+        {
+            return self.fail_change(&check, Failure::Wrong, account_failures).await;
+        }
+        self.end_other_sessions(user.id, session).await?;
+        self.audit_check(&check, Outcome::Success).await
+    }
+
     /// Counts the send, calls the gateway (with its retries), and stores the code only if the gateway took it.
     async fn send_code(&self, send: Send<'_>) -> FlowResult<SmsSent> {
         let sender = self.sender()?;

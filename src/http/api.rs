@@ -369,6 +369,30 @@ pub async fn totp_remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/auth/2fa/sms", tag = "second factors", request_body = Code,
+    description = "Removes the phone, given the code just texted to it for this session (`POST /auth/2fa/sms/send`). \
+        When no authenticator app is left, the recovery codes go too and the account signs in with its password \
+        alone. Needs a recent sign-in.",
+    security(("session_cookie" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "`bad_request`: the account has no phone, or the code is not 6 digits",
+            body = ErrorBody),
+        (status = 401, description = "`invalid_2fa_code`, `unauthenticated` or `reauthentication_required`",
+            body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: the second factor is locked", body = ErrorBody,
+            headers(("Retry-After" = i64, description = "Seconds to wait"))),
+    ))]
+pub async fn sms_remove(
+    State(state): State<AppState>,
+    Client(who): Client,
+    Recent(session): Recent,
+    ApiJson(body): ApiJson<Code>,
+) -> Result<StatusCode, ApiError> {
+    state.flow.sms_remove(&session, &body.code, &who).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(post, path = "/auth/2fa/recovery-codes", tag = "second factors",
     description = "A new set of recovery codes; the old ones stop working. Needs a recent sign-in.",
     security(("session_cookie" = [])),

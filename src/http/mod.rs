@@ -140,6 +140,7 @@ fn route_table() -> Vec<(ApiRoute, MethodRouter<AppState>)> {
         route(Write, Post, "/auth/step-up", api::step_up),
         route(Write, Post, "/auth/2fa/sms/setup", api::sms_setup),
         route(Write, Post, "/auth/2fa/sms/confirm", api::sms_confirm),
+        route(Write, Delete, "/auth/2fa/sms", api::sms_remove),
         route(Write, Post, "/auth/password", api::change_password),
         route(Read, Get, "/auth/sessions", api::sessions),
         route(Write, Delete, "/auth/sessions", api::end_other_sessions),

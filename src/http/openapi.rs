@@ -36,6 +36,7 @@ use super::{api, service, RouteKind};
         api::totp_remove,
         api::sms_setup,
         api::sms_confirm,
+        api::sms_remove,
         api::regenerate_recovery_codes,
         api::change_password,
         api::sessions,

@@ -471,6 +471,10 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<bool>;
 
+    /// Consumes the step-up code with this digest texted to `session` (if unexpired) and removes the phone, with the
+    /// recovery codes when no authenticator is left. False if no such code (nothing changed).
+    async fn remove_sms(&self, id: UserId, session: SessionId, digest: &[u8], now: i64) -> StoreResult<bool>;
+
     /// Consumes `proof` (a TOTP step later than the last one, an unused recovery code, or the step-up code texted
     /// to `session`) and records the session's step-up at `now`, resetting the account's failure count. False when
     /// the proof was already used or never valid.

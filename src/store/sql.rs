@@ -622,6 +622,47 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.remove_sms", skip_all)]
+    async fn remove_sms(&self, id: UserId, session: SessionId, digest: &[u8], now: i64) -> StoreResult<bool> {
+        self.bounded(async {
+            let mut tx = self.write_for(id).await?;
+            let consumed = sqlx::query(statements::CONSUME_STEP_UP_SMS_CODE)
+                .bind(id)
+                .bind(session)
+                .bind(digest)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            if DB::rows_affected(&consumed) != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query(
+                "UPDATE users SET sms_phone = NULL, sms_enrolled_at = NULL, sms_pending_phone = NULL, \
+                     second_factor_failures = 0, second_factor_locked_until = NULL \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM sms_codes WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            // Without a second factor, recovery codes would be a way in that nothing asks for.
+            sqlx::query(
+                "DELETE FROM recovery_codes WHERE user_id = $1 \
+                 AND (SELECT totp_secret FROM users WHERE id = $1) IS NULL",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
     #[tracing::instrument(level = "debug", name = "store.reserve_sms_send", skip_all)]
     async fn reserve_sms_send(
         &self,
@@ -820,16 +861,13 @@ where
                         .await?
                 }
                 Proof::SmsCode(digest) => {
-                    sqlx::query(
-                        "DELETE FROM sms_codes WHERE user_id = $1 AND purpose = 'step_up' AND session_id = $2 \
-                         AND digest = $3 AND expires_at > $4",
-                    )
-                    .bind(user)
-                    .bind(session)
-                    .bind(digest.as_slice())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
+                    sqlx::query(statements::CONSUME_STEP_UP_SMS_CODE)
+                        .bind(user)
+                        .bind(session)
+                        .bind(digest.as_slice())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?
                 }
             };
             if DB::rows_affected(&consumed) != 1 {

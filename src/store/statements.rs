@@ -33,6 +33,11 @@ pub const CONSUME_SMS_CODE: &str =
     "DELETE FROM sms_codes WHERE user_id = $1 AND purpose = 'login' AND session_id = $2 \
      AND digest = $3 AND expires_at > $4";
 
+/// Uses the step-up code sent to this signed-in session, if unexpired: $1 user, $2 session, $3 digest, $4 now.
+pub const CONSUME_STEP_UP_SMS_CODE: &str =
+    "DELETE FROM sms_codes WHERE user_id = $1 AND purpose = 'step_up' AND session_id = $2 \
+     AND digest = $3 AND expires_at > $4";
+
 /// Turns a pending session into a full one in place, under a new token, taking over the account's notices: $1 token
 /// digest, $2 expires_at, $3 now, $4 second factor, $5 client address, $6 user agent, $7 user, $8 session.
 pub const UPGRADE_SESSION: &str = "UPDATE sessions SET token_digest = $1, state = 'full', expires_at = $2, \

@@ -1122,3 +1122,68 @@ async fn the_security_page_lists_where_one_is_signed_in_and_ends_a_session() {
         .assert_error(401, "unauthenticated");
     assert_eq!(browser.get("/settings/security").await.status, 200);
 }
+
+#[tokio::test]
+async fn the_phone_is_removed_on_the_security_page_with_a_code_texted_for_it() {
+    let inbox = Stand::start().await;
+    let app = sms_app(&inbox).await;
+    sms_user(&app, &inbox, "ruth").await;
+    let mut browser = Browser::new(&app);
+    let pending = browser
+        .submit("/login", "/login", &[("username", "ruth"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(pending.status, 303, "{pending:?}");
+    let sent = browser.submit("/login/2fa?method=sms", "/login/2fa/sms", &[]).await;
+    assert_eq!(sent.status, 303, "{sent:?}");
+    let code = inbox.last_code_to(PHONE);
+    let signed_in = browser
+        .submit(
+            "/login/2fa?method=sms",
+            "/login/2fa",
+            &[("method", "sms"), ("code", &code)],
+        )
+        .await;
+    assert_redirect(&signed_in, "/");
+
+    let security = browser.get("/settings/security").await;
+    assert_page(&security, 200, "Remove this phone");
+    assert!(
+        security.text.contains("It is your last second factor"),
+        "{}",
+        security.text
+    );
+    app.advance(31);
+    let texted = browser
+        .submit("/settings/security", "/settings/security/step-up/sms", &[])
+        .await;
+    assert_redirect(&texted, "/settings/security?notice=step_up_sent");
+    let code = inbox.last_code_to(PHONE);
+    // Without the page's token, or with a wrong code, the phone stays.
+    assert_eq!(
+        browser
+            .post("/settings/security/sms/remove", &[("code", &code)])
+            .await
+            .status,
+        403
+    );
+    let wrong = browser
+        .submit(
+            "/settings/security",
+            "/settings/security/sms/remove",
+            &[("code", "000000")],
+        )
+        .await;
+    assert_page(&wrong, 401, "the phone is still on");
+    let removed = browser
+        .submit(
+            "/settings/security",
+            "/settings/security/sms/remove",
+            &[("code", &code)],
+        )
+        .await;
+    assert_redirect(&removed, "/settings/security?notice=sms_removed");
+    let after = browser.get("/settings/security?notice=sms_removed").await;
+    assert_page(&after, 200, "The phone was removed, and your recovery codes with it.");
+    assert!(!after.text.contains("Remove this phone"));
+    assert_eq!(app.login("ruth", PASSWORD).await.body["status"], "authenticated");
+}

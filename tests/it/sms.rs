@@ -1317,3 +1317,104 @@ async fn a_text_steps_up_a_signed_in_session_and_nothing_else() {
     let setup = app.post_empty("/auth/2fa/totp/setup", Some(&cookie)).await;
     assert_eq!(setup.status, 200, "{setup:?}");
 }
+
+/// Both steps with a code texted to the phone, after the send limit allows another text; returns the full session.
+async fn sign_in_by_text(app: &TestApp, stand: &Stand, username: &str) -> String {
+    app.advance(31);
+    let pending = pending(app, username).await;
+    assert_sent(&sms_send(app, &pending).await);
+    let verified = app.verify(&pending, "sms", &stand.last_code()).await;
+    assert_eq!(verified.status, 200, "{verified:?}");
+    verified.cookie().expect("full session cookie")
+}
+
+async fn remove_phone(app: &TestApp, cookie: Option<&str>, code: &str) -> Resp {
+    app.delete("/auth/2fa/sms", cookie, json!({ "code": code })).await
+}
+
+#[tokio::test]
+async fn removing_the_phone_takes_a_code_texted_to_it_for_this_session() {
+    let stand = Stand::start().await;
+    let app = spawn_http(&stand.webhook_url()).await;
+    let user = enroll_sms(&app, &stand, "pia").await;
+    let elsewhere = sign_in_by_text(&app, &stand, "pia").await;
+    let here = sign_in_by_text(&app, &stand, "pia").await;
+
+    // No code was texted for this: every code is wrong, and the phone stays.
+    remove_phone(&app, Some(&here), "123456")
+        .await
+        .assert_error(401, "invalid_2fa_code");
+    // The sign-in's own code is not one either.
+    remove_phone(&app, Some(&here), &stand.last_code())
+        .await
+        .assert_error(401, "invalid_2fa_code");
+    // A code texted to another session is that session's.
+    app.advance(31);
+    assert_sent(&sms_send(&app, &elsewhere).await);
+    remove_phone(&app, Some(&here), &stand.last_code())
+        .await
+        .assert_error(401, "invalid_2fa_code");
+    for bad in [
+        json!({}),
+        json!({ "code": 123456 }),
+        json!({ "code": "12345" }),
+        json!({ "code": "abcdef" }),
+    ] {
+        app.delete("/auth/2fa/sms", Some(&here), bad)
+            .await
+            .assert_error(400, "bad_request");
+    }
+    remove_phone(&app, None, "123456")
+        .await
+        .assert_error(401, "unauthenticated");
+    let status = app.get("/auth/2fa", Some(&here)).await;
+    assert_eq!(status.body["sms"], json!({ "phone": MASKED }), "{status:?}");
+
+    app.advance(31);
+    assert_sent(&sms_send(&app, &here).await);
+    let code = stand.last_code_to(PHONE);
+    remove_phone(&app, Some(&here), &other_code(&code))
+        .await
+        .assert_error(401, "invalid_2fa_code");
+    assert_eq!(remove_phone(&app, Some(&here), &code).await.status, 204);
+
+    // It was the last second factor: the recovery codes went with it, and the password alone signs in.
+    let status = app.get("/auth/2fa", Some(&here)).await;
+    assert_eq!(status.body["sms"], Value::Null, "{status:?}");
+    assert_eq!(status.body["recovery_codes_left"], 0, "{status:?}");
+    app.get("/auth/session", Some(&elsewhere))
+        .await
+        .assert_error(401, "unauthenticated");
+    remove_phone(&app, Some(&here), &code)
+        .await
+        .assert_error(400, "bad_request");
+    let login = app.login("pia", PASSWORD).await;
+    assert_eq!(login.body["status"], "authenticated", "{login:?}");
+    assert!(!user.recovery_codes.is_empty());
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM recovery_codes").await, 0);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM sms_codes").await, 0);
+    let removals = outcomes(&app, "sms_remove").await;
+    assert_eq!(removals.last().map(String::as_str), Some("success"), "{removals:?}");
+    assert_eq!(
+        removals.iter().filter(|o| *o == "invalid_code").count(),
+        4,
+        "{removals:?}"
+    );
+}
+
+#[tokio::test]
+async fn removing_the_phone_needs_a_recent_sign_in() {
+    let stand = Stand::start().await;
+    let app = spawn_http(&stand.webhook_url()).await;
+    enroll_sms(&app, &stand, "quinn").await;
+    let cookie = sign_in_by_text(&app, &stand, "quinn").await;
+    app.advance(31);
+    assert_sent(&sms_send(&app, &cookie).await);
+    let code = stand.last_code();
+    app.advance(16 * 60);
+    remove_phone(&app, Some(&cookie), &code)
+        .await
+        .assert_error(401, "reauthentication_required");
+    let status = app.get("/auth/2fa", Some(&cookie)).await;
+    assert_eq!(status.body["sms"], json!({ "phone": MASKED }), "{status:?}");
+}

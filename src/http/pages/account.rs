@@ -40,6 +40,9 @@ enum SecurityNotice {
     StepUpSent,
     SessionEnded,
     OtherSessionsEnded,
+    SmsRemoved,
+    /// Removed while the authenticator stays, so the recovery codes stay too.
+    SmsRemovedTotpOn,
 }
 
 impl SecurityNotice {
@@ -55,6 +58,8 @@ impl SecurityNotice {
             "step_up_sent" => Some(Self::StepUpSent),
             "session_ended" => Some(Self::SessionEnded),
             "other_sessions_ended" => Some(Self::OtherSessionsEnded),
+            "sms_removed" => Some(Self::SmsRemoved),
+            "sms_removed_totp_on" => Some(Self::SmsRemovedTotpOn),
             _ => None,
         }
     }
@@ -71,6 +76,8 @@ impl SecurityNotice {
             Self::StepUpSent => "step_up_sent",
             Self::SessionEnded => "session_ended",
             Self::OtherSessionsEnded => "other_sessions_ended",
+            Self::SmsRemoved => "sms_removed",
+            Self::SmsRemovedTotpOn => "sms_removed_totp_on",
         }
     }
 
@@ -88,6 +95,11 @@ impl SecurityNotice {
             Self::StepUpSent => "We sent a code by text message. Enter it below to confirm it's you.",
             Self::SessionEnded => "That session was signed out.",
             Self::OtherSessionsEnded => "You were signed out everywhere else. This browser stays signed in.",
+            Self::SmsRemoved => {
+                "The phone was removed, and your recovery codes with it. Your password alone now protects your \
+                 account: set up an authenticator app below."
+            }
+            Self::SmsRemovedTotpOn => "The phone was removed. Your authenticator app and recovery codes still work.",
         }
     }
 
@@ -453,6 +465,35 @@ pub async fn end_other_sessions(
 ) -> Result<Response, PageError> {
     state.flow.end_sessions_elsewhere(&view, &who).await?;
     Ok(see_other(&SecurityNotice::OtherSessionsEnded.location()))
+}
+
+/// "Remove phone": the code texted for this session ("Text me a code") removes the phone.
+pub async fn sms_remove(
+    State(state): State<AppState>,
+    Client(who): Client,
+    Recent(view): Recent,
+    form: FormToken,
+    Protected(body): Protected<CodeForm>,
+) -> Result<Response, PageError> {
+    let status = match state.flow.sms_remove(&view, &body.code, &who).await {
+        Ok(()) => {
+            let factors = state.flow.second_factor_status(&view).await?;
+            let notice = if factors.totp {
+                SecurityNotice::SmsRemovedTotpOn
+            } else {
+                SecurityNotice::SmsRemoved
+            };
+            return Ok(see_other(&notice.location()));
+        }
+        Err(FlowError::InvalidCode(_)) => StatusCode::UNAUTHORIZED,
+        Err(FlowError::BadRequest(_)) => StatusCode::BAD_REQUEST,
+        Err(error) => return Err(error.into()),
+    };
+    let answer = SecurityAnswer {
+        error: Some("That code is not right, so the phone is still on. Text yourself a new code and enter it.".into()),
+        ..SecurityAnswer::default()
+    };
+    security_view(&state, &form, &view, status, answer).await
 }
 
 #[derive(Deserialize)]

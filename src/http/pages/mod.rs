@@ -69,6 +69,7 @@ pub(super) fn routes() -> Router<AppState> {
             get(account::sms_setup_page).post(account::sms_setup),
         )
         .route("/settings/security/sms/confirm", post(account::sms_confirm))
+        .route("/settings/security/sms/remove", post(account::sms_remove))
         .route(
             "/settings/security/recovery-codes",
             post(account::regenerate_recovery_codes),
