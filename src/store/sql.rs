@@ -324,6 +324,19 @@ where
         Ok(())
     }
 
+    /// Deletes the account's recovery codes if it has no second factor left: without one they would be a way in that
+    /// nothing asks for.
+    async fn drop_orphaned_recovery_codes_in(tx: &mut Transaction<'static, DB>, id: UserId) -> StoreResult<()> {
+        sqlx::query(
+            "DELETE FROM recovery_codes WHERE user_id = $1 AND EXISTS \
+                 (SELECT 1 FROM users WHERE id = $1 AND totp_secret IS NULL AND sms_phone IS NULL)",
+        )
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
     /// Appends `event` to the audit chain inside `tx`. Appends form one chain across all instances: each takes the
     /// chain's lock (where the backend needs one) before reading the chain's end.
     async fn append_audit_in(tx: &mut Transaction<'static, DB>, event: &AuditEvent, seal: &Seal) -> StoreResult<()> {
@@ -608,14 +621,7 @@ where
             if DB::rows_affected(&removed) != 1 {
                 return Ok(false);
             }
-            // Without a second factor, recovery codes would be a way in that nothing asks for.
-            sqlx::query(
-                "DELETE FROM recovery_codes WHERE user_id = $1 \
-                 AND (SELECT sms_phone FROM users WHERE id = $1) IS NULL",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            Self::drop_orphaned_recovery_codes_in(&mut tx, id).await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -649,14 +655,7 @@ where
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            // Without a second factor, recovery codes would be a way in that nothing asks for.
-            sqlx::query(
-                "DELETE FROM recovery_codes WHERE user_id = $1 \
-                 AND (SELECT totp_secret FROM users WHERE id = $1) IS NULL",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            Self::drop_orphaned_recovery_codes_in(&mut tx, id).await?;
             tx.commit().await?;
             Ok(true)
         })

@@ -100,35 +100,13 @@ async fn an_older_step_after_a_newer_one_is_refused() {
 #[tokio::test]
 async fn the_enrolment_code_cannot_be_replayed_at_login() {
     let app = TestApp::spawn().await;
-    app.add_user("carol", PASSWORD).await;
-    let login = app.login("carol", PASSWORD).await;
-    assert_eq!(login.status, 200, "{login:?}");
-    assert_eq!(login.body["status"], "authenticated");
-    let cookie = login.cookie().expect("session cookie");
-    let setup = app.post_empty("/auth/2fa/totp/setup", Some(&cookie)).await;
-    assert_eq!(setup.status, 200, "{setup:?}");
-    let secret = data_encoding::BASE32_NOPAD
-        .decode(setup.body["secret"].as_str().expect("secret").as_bytes())
-        .expect("base32 secret");
-    let code = app.code(&secret, 0);
-    let confirm = app
-        .post("/auth/2fa/totp/confirm", Some(&cookie), json!({ "code": code }))
-        .await;
-    assert_eq!(confirm.status, 200, "{confirm:?}");
+    // Confirmed, signed out and pending again, all in the same step: no clock movement.
+    let (_, code, pending) = enrol_and_sign_in_again(&app, "carol").await;
     assert_eq!(
         user_column(&app, "carol", "totp_last_step").await,
         Some(current_step(&app)),
         "confirming records the step"
     );
-
-    let logout = app.post_empty("/auth/logout", Some(&cookie)).await;
-    assert_eq!(logout.status, 204, "{logout:?}");
-
-    // Same step, no clock movement.
-    let login = app.login("carol", PASSWORD).await;
-    assert_eq!(login.status, 200, "{login:?}");
-    assert_eq!(login.body["status"], "2fa_required", "{login:?}");
-    let pending = login.cookie().expect("pending cookie");
     app.verify(&pending, "totp", &code)
         .await
         .assert_error(401, "invalid_2fa_code");

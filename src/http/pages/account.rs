@@ -19,7 +19,7 @@ use super::{
     PageError, PageQuery,
 };
 use crate::flow::rules::RECOVERY_CODES_PER_SET;
-use crate::flow::{recovery_codes_in, FlowError, FullSession, Method, SmsChallenge, TotpSetup};
+use crate::flow::{recovery_codes_in, FlowError, FullSession, Method, SecondFactorStatus, SmsChallenge, TotpSetup};
 use crate::http::extract::Client;
 use crate::http::AppState;
 
@@ -221,6 +221,16 @@ struct SecurityAnswer {
     retry_after: Option<i64>,
 }
 
+impl SecurityAnswer {
+    /// The page with `message` at its top.
+    fn error(message: &str) -> Self {
+        Self {
+            error: Some(message.to_owned()),
+            ..Self::default()
+        }
+    }
+}
+
 /// The security page for `view`.
 async fn security_view(
     state: &AppState,
@@ -379,27 +389,46 @@ pub async fn totp_remove(
     form: FormToken,
     Protected(body): Protected<CodeForm>,
 ) -> Result<Response, PageError> {
-    let status = match state.flow.totp_remove(&view, &body.code, &who).await {
-        Ok(()) => {
-            let factors = state.flow.second_factor_status(&view).await?;
-            let notice = if factors.sms_phone.is_some() {
-                SecurityNotice::TotpRemovedSmsOn
-            } else {
-                SecurityNotice::TotpRemoved
-            };
-            return Ok(see_other(&notice.location()));
+    let removed = state.flow.totp_remove(&view, &body.code, &who).await;
+    let notice = match removal(&state, &view, removed, |factors| factors.sms_phone.is_some()).await? {
+        Removal::Removed { other_left: true } => SecurityNotice::TotpRemovedSmsOn,
+        Removal::Removed { other_left: false } => SecurityNotice::TotpRemoved,
+        Removal::Refused(status) => {
+            let refused =
+                "That code is not right, so the authenticator app is still on. Enter the newest code it shows.";
+            return security_view(&state, &form, &view, status, SecurityAnswer::error(refused)).await;
         }
-        Err(FlowError::InvalidCode(_)) => StatusCode::UNAUTHORIZED,
-        Err(FlowError::BadRequest(_)) => StatusCode::BAD_REQUEST,
-        Err(error) => return Err(error.into()),
     };
-    let answer = SecurityAnswer {
-        error: Some(
-            "That code is not right, so the authenticator app is still on. Enter the newest code it shows.".into(),
-        ),
-        ..SecurityAnswer::default()
-    };
-    security_view(&state, &form, &view, status, answer).await
+    Ok(see_other(&notice.location()))
+}
+
+/// How a form that removes a factor with a code ended.
+enum Removal {
+    /// Removed; whether another second factor is left.
+    Removed { other_left: bool },
+    /// A wrong or malformed code, answered with this status.
+    Refused(StatusCode),
+}
+
+/// Reads the outcome of removing a factor: on success whether `other_left` finds another factor on the account;
+/// anything but a wrong or malformed code is the error page.
+async fn removal(
+    state: &AppState,
+    view: &FullSession,
+    outcome: Result<(), FlowError>,
+    other_left: fn(&SecondFactorStatus) -> bool,
+) -> Result<Removal, PageError> {
+    match outcome {
+        Ok(()) => {
+            let factors = state.flow.second_factor_status(view).await?;
+            Ok(Removal::Removed {
+                other_left: other_left(&factors),
+            })
+        }
+        Err(FlowError::InvalidCode(_)) => Ok(Removal::Refused(StatusCode::UNAUTHORIZED)),
+        Err(FlowError::BadRequest(_)) => Ok(Removal::Refused(StatusCode::BAD_REQUEST)),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// The security page's password form: the current password, the new one twice. A success lands on the dashboard,
@@ -475,25 +504,16 @@ pub async fn sms_remove(
     form: FormToken,
     Protected(body): Protected<CodeForm>,
 ) -> Result<Response, PageError> {
-    let status = match state.flow.sms_remove(&view, &body.code, &who).await {
-        Ok(()) => {
-            let factors = state.flow.second_factor_status(&view).await?;
-            let notice = if factors.totp {
-                SecurityNotice::SmsRemovedTotpOn
-            } else {
-                SecurityNotice::SmsRemoved
-            };
-            return Ok(see_other(&notice.location()));
+    let removed = state.flow.sms_remove(&view, &body.code, &who).await;
+    let notice = match removal(&state, &view, removed, |factors| factors.totp).await? {
+        Removal::Removed { other_left: true } => SecurityNotice::SmsRemovedTotpOn,
+        Removal::Removed { other_left: false } => SecurityNotice::SmsRemoved,
+        Removal::Refused(status) => {
+            let refused = "That code is not right, so the phone is still on. Text yourself a new code and enter it.";
+            return security_view(&state, &form, &view, status, SecurityAnswer::error(refused)).await;
         }
-        Err(FlowError::InvalidCode(_)) => StatusCode::UNAUTHORIZED,
-        Err(FlowError::BadRequest(_)) => StatusCode::BAD_REQUEST,
-        Err(error) => return Err(error.into()),
     };
-    let answer = SecurityAnswer {
-        error: Some("That code is not right, so the phone is still on. Text yourself a new code and enter it.".into()),
-        ..SecurityAnswer::default()
-    };
-    security_view(&state, &form, &view, status, answer).await
+    Ok(see_other(&notice.location()))
 }
 
 #[derive(Deserialize)]
