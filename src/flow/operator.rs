@@ -1,6 +1,8 @@
 //! What the operator's command line asks of the flow: the audit trail (listing, verifying, pruning, one login's
 //! events), a user's state, sessions and revoking them, and whether the database answers.
 
+use std::ops::ControlFlow;
+
 use super::rules::{self, Lock};
 use super::{Flow, FlowError, FlowResult, Username};
 use crate::audit::chain::{self, AuditRecord, Head, Verdict};
@@ -50,17 +52,33 @@ impl Flow {
             Ok(checker) => checker,
             Err(verdict) => return Ok(verdict),
         };
-        let mut after = anchor.map_or(0, |anchor| anchor.last_seq);
+        let after = anchor.map_or(0, |anchor| anchor.last_seq);
+        let broken = self
+            .walk_chain(after, |record| match checker.check(record) {
+                Err(verdict) => ControlFlow::Break(verdict),
+                Ok(()) => ControlFlow::Continue(()),
+            })
+            .await?;
+        Ok(broken.unwrap_or_else(|| checker.finish()))
+    }
+
+    /// Shows `visit` the chain's events numbered after `after`, in order, a page at a time, until it breaks (its
+    /// value is returned) or the chain ends (`None`).
+    async fn walk_chain<T>(
+        &self,
+        mut after: i64,
+        mut visit: impl FnMut(&AuditRecord) -> ControlFlow<T>,
+    ) -> FlowResult<Option<T>> {
         loop {
             let page = self.store.audit_page(after, AUDIT_PAGE).await?;
             for record in &page {
-                if let Err(verdict) = checker.check(record) {
-                    return Ok(verdict);
+                if let ControlFlow::Break(value) = visit(record) {
+                    return Ok(Some(value));
                 }
             }
             match page.last() {
                 Some(last) if page.len() as i64 == AUDIT_PAGE => after = last.seq,
-                _ => return Ok(checker.finish()),
+                _ => return Ok(None),
             }
         }
     }
@@ -108,26 +126,26 @@ impl Flow {
     async fn walk_to_cut(
         &self,
         mut checker: chain::Checker<'_>,
-        mut after: i64,
+        after: i64,
         before_ms: i64,
     ) -> FlowResult<Result<Option<chain::Cut>, Verdict>> {
         let mut cut = None;
-        loop {
-            let page = self.store.audit_page(after, AUDIT_PAGE).await?;
-            for record in &page {
+        let stopped = self
+            .walk_chain(after, |record| {
                 if record.at_ms >= before_ms {
-                    return Ok(Ok(cut));
+                    return ControlFlow::Break(Ok(()));
                 }
                 if let Err(verdict) = checker.check(record) {
-                    return Ok(Err(verdict));
+                    return ControlFlow::Break(Err(verdict));
                 }
                 cut = Some(chain::Cut::at(record));
-            }
-            match page.last() {
-                Some(last) if page.len() as i64 == AUDIT_PAGE => after = last.seq,
-                _ => return Ok(Ok(cut)),
-            }
-        }
+                ControlFlow::Continue(())
+            })
+            .await?;
+        Ok(match stopped {
+            Some(Err(verdict)) => Err(verdict),
+            Some(Ok(())) | None => Ok(cut),
+        })
     }
 
     pub(super) async fn user_named(&self, username: &str) -> FlowResult<User> {

@@ -237,36 +237,39 @@ where
         Ok(AttemptClaim::Refused(Refusal::Locked { failures, locked_until }))
     }
 
-    /// Uses up the proof of a second step, inside `tx` which holds the account's lock; false if it was already used
-    /// or never valid.
+    /// Uses up a second-factor proof of `user`, inside `tx` which holds the account's lock: a TOTP step, a recovery
+    /// code, or the SMS code texted to `session` (`sms`: the statement for the code's purpose, `CONSUME_SMS_CODE` or
+    /// `CONSUME_STEP_UP_SMS_CODE`). False if it was already used or never valid.
     async fn consume_proof_in(
         tx: &mut Transaction<'static, DB>,
-        pending: SessionId,
+        user: UserId,
+        session: SessionId,
         proof: &Proof,
-        full: &Upgrade,
+        sms: &'static str,
+        now: i64,
     ) -> StoreResult<bool> {
         let consumed = match proof {
             Proof::TotpStep(step) => {
                 sqlx::query(statements::CONSUME_TOTP_STEP)
                     .bind(*step)
-                    .bind(full.user_id)
+                    .bind(user)
                     .execute(&mut **tx)
                     .await?
             }
             Proof::RecoveryCode(digest) => {
                 sqlx::query(statements::CONSUME_RECOVERY_CODE)
-                    .bind(full.now)
-                    .bind(full.user_id)
+                    .bind(now)
+                    .bind(user)
                     .bind(digest.as_slice())
                     .execute(&mut **tx)
                     .await?
             }
             Proof::SmsCode(digest) => {
-                sqlx::query(statements::CONSUME_SMS_CODE)
-                    .bind(full.user_id)
-                    .bind(pending)
+                sqlx::query(sms)
+                    .bind(user)
+                    .bind(session)
                     .bind(digest.as_slice())
-                    .bind(full.now)
+                    .bind(now)
                     .execute(&mut **tx)
                     .await?
             }
@@ -843,33 +846,8 @@ where
     async fn step_up(&self, session: SessionId, user: UserId, proof: &Proof, now: i64) -> StoreResult<bool> {
         self.bounded(async {
             let mut tx = self.write_for(user).await?;
-            let consumed = match proof {
-                Proof::TotpStep(step) => {
-                    sqlx::query(statements::CONSUME_TOTP_STEP)
-                        .bind(*step)
-                        .bind(user)
-                        .execute(&mut *tx)
-                        .await?
-                }
-                Proof::RecoveryCode(digest) => {
-                    sqlx::query(statements::CONSUME_RECOVERY_CODE)
-                        .bind(now)
-                        .bind(user)
-                        .bind(digest.as_slice())
-                        .execute(&mut *tx)
-                        .await?
-                }
-                Proof::SmsCode(digest) => {
-                    sqlx::query(statements::CONSUME_STEP_UP_SMS_CODE)
-                        .bind(user)
-                        .bind(session)
-                        .bind(digest.as_slice())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?
-                }
-            };
-            if DB::rows_affected(&consumed) != 1 {
+            let sms = statements::CONSUME_STEP_UP_SMS_CODE;
+            if !Self::consume_proof_in(&mut tx, user, session, proof, sms, now).await? {
                 tx.commit().await?;
                 return Ok(false);
             }
@@ -984,7 +962,10 @@ where
                 }
             };
             let consumed = match &step.proof {
-                Some(proof) => Self::consume_proof_in(&mut tx, step.pending, proof, full).await?,
+                Some(proof) => {
+                    let sms = statements::CONSUME_SMS_CODE;
+                    Self::consume_proof_in(&mut tx, full.user_id, step.pending, proof, sms, full.now).await?
+                }
                 None => false,
             };
             if let (false, Some(Proof::TotpStep(used))) = (consumed, &step.proof) {

@@ -554,21 +554,10 @@ pub async fn send_step_up_sms(
 ) -> Result<Response, PageError> {
     let (status, error, retry_after) = match state.flow.send_step_up_sms(&view, &who).await {
         Ok(_) => return Ok(see_other(&SecurityNotice::StepUpSent.location())),
-        Err(FlowError::SmsUnavailable(_)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The text message could not be sent just now. Try again in a minute, or use another of your methods."
-                .to_owned(),
-            None,
-        ),
-        Err(FlowError::TooManyAttempts { retry_after, .. }) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "A code was sent a moment ago. You can ask for a new one in {}.",
-                wait_text(retry_after)
-            ),
-            Some(retry_after),
-        ),
-        Err(error) => return Err(error.into()),
+        Err(error) => refused_send(
+            error,
+            "The text message could not be sent just now. Try again in a minute, or use another of your methods.",
+        )?,
     };
     let answer = SecurityAnswer {
         error: Some(error),
@@ -576,6 +565,23 @@ pub async fn send_step_up_sms(
         ..SecurityAnswer::default()
     };
     security_view(&state, &form, &view, status, answer).await
+}
+
+/// A text the security page asked for and did not get, as the page says it: the status, the sentence (`unavailable`
+/// for a gateway that could not take it) and, for a send limit, how long to wait. Any other error is its own page.
+fn refused_send(error: FlowError, unavailable: &str) -> Result<(StatusCode, String, Option<i64>), PageError> {
+    match error {
+        FlowError::SmsUnavailable(_) => Ok((StatusCode::SERVICE_UNAVAILABLE, unavailable.to_owned(), None)),
+        FlowError::TooManyAttempts { retry_after, .. } => Ok((
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "A code was sent a moment ago. You can ask for a new one in {}.",
+                wait_text(retry_after)
+            ),
+            Some(retry_after),
+        )),
+        error => Err(error.into()),
+    }
 }
 
 /// "Add a phone" (and "send a new code" on the confirmation page): texts a code to the number, then shows the
@@ -600,20 +606,10 @@ pub async fn sms_setup(
                 .into(),
             None,
         ),
-        Err(FlowError::SmsUnavailable(_)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The text message could not be sent just now, so the phone was not added. Try again in a minute.".into(),
-            None,
-        ),
-        Err(FlowError::TooManyAttempts { retry_after, .. }) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "A code was sent a moment ago. You can ask for a new one in {}.",
-                wait_text(retry_after)
-            ),
-            Some(retry_after),
-        ),
-        Err(error) => return Err(error.into()),
+        Err(error) => refused_send(
+            error,
+            "The text message could not be sent just now, so the phone was not added. Try again in a minute.",
+        )?,
     };
     if body.again.is_some() {
         if let Some(sms) = state.flow.sms_setup_in_progress(&view).await? {
