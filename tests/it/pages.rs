@@ -1077,6 +1077,7 @@ async fn the_security_page_lists_where_one_is_signed_in_and_ends_a_session() {
     let page = browser.get("/settings/security").await;
     assert_page(&page, 200, "Where you're signed in");
     assert!(page.text.contains("(this browser)"), "{}", page.text);
+    assert!(page.text.contains("second factor: Authenticator app"), "{}", page.text);
     assert_eq!(page.text.matches("End this session").count(), 1, "{}", page.text);
     let listed = app.get("/auth/sessions", Some(&elsewhere)).await;
     let other_id = listed.body["sessions"]

@@ -250,6 +250,7 @@ async fn security_view(
             client: session.client,
             seen: time_ago(unix(session.last_seen_at), now),
             seen_machine: machine_time(unix(session.last_seen_at)),
+            factor: factor_name(session.second_factor.as_deref()),
             current: session.current,
         })
         .collect();

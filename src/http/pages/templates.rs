@@ -140,6 +140,8 @@ pub struct SessionLine {
     /// When it was last used, in words ("2 hours ago"), and as a machine-readable time.
     pub seen: String,
     pub seen_machine: String,
+    /// The second factor the sign-in used, in words.
+    pub factor: &'static str,
     pub current: bool,
 }
 
