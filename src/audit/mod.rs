@@ -34,6 +34,7 @@ pub enum Event {
     UserPasswd,
     UserDisable,
     UserEnable,
+    UserEdit,
 }
 
 impl Event {
@@ -62,6 +63,7 @@ impl Event {
             Self::UserPasswd => "user_passwd",
             Self::UserDisable => "user_disable",
             Self::UserEnable => "user_enable",
+            Self::UserEdit => "user_edit",
         }
     }
 }

@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 use crate::app;
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::flow::{Flow, FlowError, Lock};
+use crate::flow::{Flow, FlowError, Lock, ProfileChange};
 
 #[derive(Debug, Parser)]
 #[command(name = "twofold", version, about = "A two-factor authentication server")]
@@ -63,6 +63,23 @@ enum UserCommand {
         /// Read the password from standard input (one line) instead of prompting.
         #[arg(long)]
         password_stdin: bool,
+        #[command(flatten)]
+        profile: ProfileArgs,
+        /// A group the user is in (a-z, 0-9, _ and -); repeat for several.
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+    },
+    /// Change what apps are told about a user: email, display name, groups ("" removes the email or the name).
+    Edit {
+        name: String,
+        #[command(flatten)]
+        profile: ProfileArgs,
+        /// Put the user in this group; repeat for several.
+        #[arg(long = "add-group", value_name = "GROUP")]
+        add_groups: Vec<String>,
+        /// Take the user out of this group; repeat for several.
+        #[arg(long = "remove-group", value_name = "GROUP")]
+        remove_groups: Vec<String>,
     },
     /// List users with their second factors and lock state.
     List,
@@ -87,6 +104,17 @@ enum UserCommand {
     Delete { name: String },
     /// Show a user's second factors, recovery codes left, last sign-in, lock state and sessions.
     Show { name: String },
+}
+
+/// What apps behind Twofold are told about a user, as `user add` and `user edit` take it.
+#[derive(Debug, clap::Args)]
+struct ProfileArgs {
+    /// The user's email address.
+    #[arg(long, value_name = "EMAIL")]
+    email: Option<String>,
+    /// The user's name as apps show it.
+    #[arg(long, value_name = "NAME")]
+    display_name: Option<String>,
 }
 
 /// Runs the command line; the exit code is 2 for a configuration problem and 1 for any other failure.
@@ -186,16 +214,42 @@ async fn serve(config: Config) -> Result<(), String> {
 
 async fn user(flow: &Flow, command: UserCommand) -> Result<(), FlowError> {
     match command {
-        UserCommand::Add { name, password_stdin } => {
+        UserCommand::Add {
+            name,
+            password_stdin,
+            profile,
+            groups,
+        } => {
+            let change = ProfileChange {
+                email: profile.email,
+                display_name: profile.display_name,
+                add_groups: groups,
+                remove_groups: Vec::new(),
+            };
             let password = read_password(password_stdin).map_err(FlowError::BadRequest)?;
-            let name = flow.add_user(&name, &password).await?;
+            let name = flow.add_user(&name, &password, &change).await?;
             println!("added user {name}");
+        }
+        UserCommand::Edit {
+            name,
+            profile,
+            add_groups,
+            remove_groups,
+        } => {
+            let change = ProfileChange {
+                email: profile.email,
+                display_name: profile.display_name,
+                add_groups,
+                remove_groups,
+            };
+            flow.edit_user(&name, &change).await?;
+            println!("changed the profile of {name}");
         }
         UserCommand::List => {
             let users = flow.list_users().await?;
             println!(
-                "{:<32} {:<5} {:>14} {:<5} {:<20} {:<20} DISABLED",
-                "USERNAME", "TOTP", "RECOVERY CODES", "SMS", "LOCK", "LAST SIGN-IN"
+                "{:<32} {:<5} {:>14} {:<5} {:<20} {:<20} {:<8} GROUPS",
+                "USERNAME", "TOTP", "RECOVERY CODES", "SMS", "LOCK", "LAST SIGN-IN", "DISABLED"
             );
             for user in users {
                 let lock = match user.lock {
@@ -204,7 +258,7 @@ async fn user(flow: &Flow, command: UserCommand) -> Result<(), FlowError> {
                     Lock::Open => "-".to_owned(),
                 };
                 println!(
-                    "{:<32} {:<5} {:>14} {:<5} {:<20} {:<20} {}",
+                    "{:<32} {:<5} {:>14} {:<5} {:<20} {:<20} {:<8} {}",
                     user.username,
                     if user.totp { "yes" } else { "no" },
                     user.recovery_codes_left,
@@ -212,6 +266,11 @@ async fn user(flow: &Flow, command: UserCommand) -> Result<(), FlowError> {
                     lock,
                     user.last_login_at.map(timestamp).unwrap_or_else(|| "never".into()),
                     if user.disabled { "yes" } else { "no" },
+                    if user.groups.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        user.groups.join(",")
+                    },
                 );
             }
         }

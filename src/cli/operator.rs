@@ -284,6 +284,24 @@ pub fn show_user(user: &UserDetails) {
         );
     }
     println!("created:               {}", timestamp(user.created_at));
+    let profile = &user.profile;
+    println!(
+        "email:                 {}",
+        terminal_safe(profile.email.as_deref().unwrap_or("-"))
+    );
+    println!(
+        "display name:          {}",
+        terminal_safe(profile.display_name.as_deref().unwrap_or("-"))
+    );
+    let groups: Vec<&str> = profile.groups().collect();
+    println!(
+        "groups:                {}",
+        if groups.is_empty() {
+            "-".to_owned()
+        } else {
+            groups.join(", ")
+        }
+    );
     println!("authenticator app:     {}", if user.totp { "yes" } else { "no" });
     println!("sms:                   {}", user.sms_phone.as_deref().unwrap_or("no"));
     println!("recovery codes left:   {}", user.recovery_codes_left);

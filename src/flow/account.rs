@@ -5,7 +5,76 @@ use super::state::{FullSession, RecentSession};
 use super::{Flow, FlowError, FlowResult, Username};
 use crate::audit::{Event, Outcome, Requester};
 use crate::crypto::password::{check_new_password, Password};
-use crate::store::{PasswordChange, SessionId, SessionState, StoreError, User};
+use crate::store::{PasswordChange, Profile, SessionId, SessionState, StoreError, User};
+
+/// What the operator asks of a user's profile (`user add`, `user edit`), as typed; checked by [`ProfileChange::apply`].
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChange {
+    /// The new email address; `Some("")` removes it.
+    pub email: Option<String>,
+    /// The new display name; `Some("")` removes it.
+    pub display_name: Option<String>,
+    pub add_groups: Vec<String>,
+    pub remove_groups: Vec<String>,
+}
+
+/// Groups one user may have: every one goes into each answer to an app's proxy.
+const MAX_GROUPS: usize = 100;
+
+impl ProfileChange {
+    /// `profile` with this change made, or what is wrong with it. Everything is checked before anything is stored:
+    /// these values reach other programs as HTTP headers and token claims.
+    fn apply(&self, profile: &Profile) -> FlowResult<Profile> {
+        let text = |value: &str| Some(value.trim().to_owned()).filter(|value| !value.is_empty());
+        let mut next = profile.clone();
+        if let Some(email) = &self.email {
+            next.email = text(email);
+            if let Some(email) = &next.email {
+                let well_formed = email.split_once('@').is_some_and(|(local, domain)| {
+                    !local.is_empty() && domain.contains('.') && !domain.contains('@') && !domain.ends_with('.')
+                });
+                if email.len() > 254 || !well_formed || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(FlowError::BadRequest(
+                        "an email address looks like name@example.com: no spaces, at most 254 characters".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(name) = &self.display_name {
+            next.display_name = text(name);
+            if next
+                .display_name
+                .as_ref()
+                .is_some_and(|name| name.chars().count() > 128 || name.chars().any(char::is_control))
+            {
+                return Err(FlowError::BadRequest(
+                    "a display name is at most 128 characters, without control characters".into(),
+                ));
+            }
+        }
+        let mut groups: Vec<String> = profile.groups().map(str::to_owned).collect();
+        for group in &self.add_groups {
+            let valid = (1..=64).contains(&group.len())
+                && group
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            if !valid {
+                return Err(FlowError::BadRequest(format!(
+                    "{group:?} is not a group name: 1 to 64 of a-z, 0-9, _ and -"
+                )));
+            }
+            groups.push(group.clone());
+        }
+        groups.retain(|group| !self.remove_groups.contains(group));
+        groups.sort();
+        groups.dedup();
+        if groups.len() > MAX_GROUPS {
+            return Err(FlowError::BadRequest(format!("a user has at most {MAX_GROUPS} groups")));
+        }
+        next.groups = groups.join(",");
+        Ok(next)
+    }
+}
 
 /// One place a person is signed in, as their session list shows it.
 #[derive(Debug, Clone)]
@@ -48,6 +117,7 @@ pub struct UserOverview {
     pub lock: Lock,
     pub last_login_at: Option<i64>,
     pub disabled: bool,
+    pub groups: Vec<String>,
 }
 
 impl Flow {
@@ -70,7 +140,8 @@ impl Flow {
                 message: "too many accounts were created from this address lately; wait before trying again".into(),
             });
         }
-        self.create_user(username, password, who, Event::Register).await
+        self.create_user(username, password, Profile::default(), who, Event::Register)
+            .await
     }
 
     fn new_account(&self, username: &str, password: &str) -> FlowResult<(Username, Password)> {
@@ -80,18 +151,32 @@ impl Flow {
         Ok((username, password))
     }
 
-    /// An operator adds a user (works whether or not registration is allowed).
+    /// An operator adds a user (works whether or not registration is allowed), with what apps are told about them.
     #[tracing::instrument(level = "debug", name = "flow.add_user", skip_all)]
-    pub async fn add_user(&self, username: &str, password: &str) -> FlowResult<String> {
+    pub async fn add_user(&self, username: &str, password: &str, profile: &ProfileChange) -> FlowResult<String> {
         let (username, password) = self.new_account(username, password)?;
-        self.create_user(username, password, &Requester::command_line(), Event::UserAdd)
+        let profile = profile.apply(&Profile::default())?;
+        self.create_user(username, password, profile, &Requester::command_line(), Event::UserAdd)
             .await
+    }
+
+    /// The operator changes what apps are told about a user (`twofold user edit`).
+    #[tracing::instrument(level = "debug", name = "flow.edit_user", skip_all)]
+    pub async fn edit_user(&self, username: &str, change: &ProfileChange) -> FlowResult<()> {
+        let user = self.user_named(username).await?;
+        let profile = change.apply(&user.profile)?;
+        if !self.store.set_profile(user.id, &profile).await? {
+            return Err(FlowError::NoSuchUser(username.to_owned()));
+        }
+        self.sessions.forget_user(user.id, None);
+        self.operator_did(Event::UserEdit, &user).await
     }
 
     async fn create_user(
         &self,
         username: Username,
         password: Password,
+        profile: Profile,
         who: &Requester,
         event: Event,
     ) -> FlowResult<String> {
@@ -101,7 +186,11 @@ impl Flow {
             return Err(FlowError::UsernameTaken);
         }
         let hash = self.hasher.hash(password).await?;
-        let id = match self.store.create_user(username.as_str(), &hash, self.now_unix()).await {
+        let id = match self
+            .store
+            .create_user(username.as_str(), &hash, &profile, self.now_unix())
+            .await
+        {
             Ok(id) => id,
             Err(StoreError::UsernameTaken) => {
                 self.audit(event, Outcome::Refused, who, None, None, None).await?;
@@ -316,6 +405,12 @@ impl Flow {
                 recovery_codes_left: user.recovery_codes_left,
                 last_login_at: user.last_login_at,
                 disabled: user.disabled_at.is_some(),
+                groups: user
+                    .groups
+                    .split(',')
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
             })
             .collect())
     }

@@ -101,7 +101,7 @@ impl SessionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{StoredState, User};
+    use crate::store::{Profile, StoredState, User};
 
     const T0: i64 = 1_800_000_000;
 
@@ -130,6 +130,7 @@ mod tests {
                 disabled_at: None,
                 totp_enrolled_step: None,
                 totp_enrolled_by: None,
+                profile: Profile::default(),
             },
             state: StoredState(state),
             flow_id: "flow".into(),

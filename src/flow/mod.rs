@@ -26,7 +26,7 @@ mod transitions;
 pub use crate::audit::chain::{AuditRecord, Head, Verdict};
 pub use crate::audit::{AuditFilter, Requester};
 pub use crate::crypto::SessionToken;
-pub use account::{SignedInSession, UserOverview};
+pub use account::{ProfileChange, SignedInSession, UserOverview};
 pub use machine::{IllegalStep, State, Step};
 pub use operator::{Pruned, UserDetails};
 pub use rules::Lock;

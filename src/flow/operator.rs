@@ -35,6 +35,8 @@ pub struct UserDetails {
     pub sessions: usize,
     /// When an operator disabled the account, if they did.
     pub disabled_at: Option<i64>,
+    /// What apps are told about the user.
+    pub profile: crate::store::Profile,
 }
 
 impl Flow {
@@ -176,6 +178,7 @@ impl Flow {
             lock,
             sessions,
             disabled_at: user.disabled_at,
+            profile: user.profile.clone(),
         })
     }
 

@@ -138,7 +138,7 @@ fn wrong_code(secret: &[u8], now: i64) -> String {
 #[tokio::test]
 async fn the_typed_transitions_are_exactly_the_table() {
     let h = Harness::new().await;
-    h.flow.add_user("alice", PASSWORD).await.unwrap();
+    h.flow.add_user("alice", PASSWORD, &Default::default()).await.unwrap();
 
     // Signed out: a wrong password, then the right one without a second factor.
     let refused = h.flow.login("alice", "not the password at all", &h.who).await;
@@ -239,7 +239,7 @@ async fn a_pending_session_cannot_verify_twice_and_a_full_one_cannot_verify_at_a
     // The types already say so (`verify_second_factor` consumes its `PendingLogin`, and a `FullSession` is not
     // one); what remains for the database is a stale copy of a pending sign-in racing its own success.
     let h = Harness::new().await;
-    h.flow.add_user("alice", PASSWORD).await.unwrap();
+    h.flow.add_user("alice", PASSWORD, &Default::default()).await.unwrap();
     let LoginOutcome::Authenticated(token) = h.login().await else {
         panic!("a first sign-in has no second step");
     };

@@ -114,6 +114,23 @@ pub struct User {
     /// (`Keys::browser_digest`).
     pub totp_enrolled_step: Option<i64>,
     pub totp_enrolled_by: Option<Vec<u8>>,
+    #[sqlx(flatten)]
+    pub profile: Profile,
+}
+
+/// What apps behind Twofold are told about a user, as stored; checked by the flow before it is stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Profile {
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    /// Group names, sorted, joined by commas (empty: none).
+    pub groups: String,
+}
+
+impl Profile {
+    pub fn groups(&self) -> impl Iterator<Item = &str> {
+        self.groups.split(',').filter(|group| !group.is_empty())
+    }
 }
 
 impl std::fmt::Debug for User {
@@ -394,12 +411,21 @@ pub struct UserSummary {
     pub second_factor_locked_until: Option<i64>,
     pub last_login_at: Option<i64>,
     pub disabled_at: Option<i64>,
+    pub groups: String,
 }
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // Accounts.
-    async fn create_user(&self, username: &str, password_hash: &str, now: i64) -> StoreResult<UserId>;
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        profile: &Profile,
+        now: i64,
+    ) -> StoreResult<UserId>;
+    /// Replaces the account's profile; false if there is no such account.
+    async fn set_profile(&self, id: UserId, profile: &Profile) -> StoreResult<bool>;
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>>;
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>>;
     async fn list_users(&self) -> StoreResult<Vec<UserSummary>>;

@@ -66,7 +66,7 @@ macro_rules! user_columns {
     () => {
         "u.id, u.username, u.password_hash, u.created_at, u.totp_secret, u.totp_pending_secret, u.totp_last_step, \
          u.sms_phone, u.sms_pending_phone, u.second_factor_failures, u.second_factor_locked_until, u.last_login_at, \
-         u.disabled_at, u.totp_enrolled_step, u.totp_enrolled_by, (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL) AS recovery_codes_left"
+         u.disabled_at, u.totp_enrolled_step, u.totp_enrolled_by, u.email, u.display_name, u.groups, (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL) AS recovery_codes_left"
     };
 }
 
@@ -404,18 +404,42 @@ where
     for<'q> Option<i64>: Encode<'q, DB>,
 {
     #[tracing::instrument(level = "debug", name = "store.create_user", skip_all)]
-    async fn create_user(&self, username: &str, password_hash: &str, now: i64) -> StoreResult<UserId> {
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        profile: &Profile,
+        now: i64,
+    ) -> StoreResult<UserId> {
         self.bounded(async {
             let inserted = sqlx::query_scalar::<_, i64>(
-                "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (username) DO NOTHING RETURNING id",
+                "INSERT INTO users (username, password_hash, created_at, email, display_name, groups) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username) DO NOTHING RETURNING id",
             )
             .bind(username)
             .bind(password_hash)
             .bind(now)
+            .bind(profile.email.as_deref())
+            .bind(profile.display_name.as_deref())
+            .bind(profile.groups.as_str())
             .fetch_optional(&self.writer)
             .await?;
             inserted.map(UserId).ok_or(StoreError::UsernameTaken)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", name = "store.set_profile", skip_all)]
+    async fn set_profile(&self, id: UserId, profile: &Profile) -> StoreResult<bool> {
+        self.bounded(async {
+            let changed = sqlx::query("UPDATE users SET email = $1, display_name = $2, groups = $3 WHERE id = $4")
+                .bind(profile.email.as_deref())
+                .bind(profile.display_name.as_deref())
+                .bind(profile.groups.as_str())
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+            Ok(DB::rows_affected(&changed) == 1)
         })
         .await
     }
@@ -445,7 +469,7 @@ where
                 "SELECT username, created_at, totp_secret IS NOT NULL AS totp, sms_phone IS NOT NULL AS sms, \
                      (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) \
                          AS recovery_codes_left, \
-                     second_factor_failures, second_factor_locked_until, last_login_at, disabled_at \
+                     second_factor_failures, second_factor_locked_until, last_login_at, disabled_at, groups \
                  FROM users ORDER BY username",
             )
             .fetch_all(&self.reader)

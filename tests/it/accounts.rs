@@ -259,7 +259,8 @@ async fn a_disabled_user_is_answered_as_a_wrong_password_until_enabled() {
         .find(|line| line.starts_with("heidi"))
         .unwrap()
         .to_owned();
-    assert!(line.ends_with("yes"), "{line}");
+    // DISABLED is the column before GROUPS, the last.
+    assert_eq!(line.split_whitespace().rev().nth(1), Some("yes"), "{line}");
     let show = stdout(&app.cli(&["user", "show", "heidi"], None));
     assert!(show.contains("disabled:"), "{show}");
 
@@ -268,7 +269,7 @@ async fn a_disabled_user_is_answered_as_a_wrong_password_until_enabled() {
     assert_eq!(app.login("heidi", PASSWORD).await.body["status"], "2fa_required");
     let list = stdout(&app.cli(&["user", "list"], None));
     let line = list.lines().find(|line| line.starts_with("heidi")).unwrap();
-    assert!(line.ends_with("no"), "{line}");
+    assert_eq!(line.split_whitespace().rev().nth(1), Some("no"), "{line}");
     assert!(!stdout(&app.cli(&["user", "show", "heidi"], None)).contains("disabled:"));
     assert_eq!(outcomes(&app, "user_disable").await, ["success"]);
     assert_eq!(outcomes(&app, "user_enable").await, ["success"]);
@@ -424,4 +425,111 @@ async fn ending_one_session_or_all_others() {
     assert_eq!(session_list(&app, &here).await.len(), 1);
     assert_eq!(app.get("/auth/session", Some(&theirs)).await.status, 200);
     assert_eq!(outcomes(&app, "session_revoke").await, ["success", "success"]);
+}
+
+/// The value `user show` prints for `field`.
+fn shown(app: &TestApp, username: &str, field: &str) -> String {
+    let output = app.cli(&["user", "show", username], None);
+    assert_success(&output);
+    let text = stdout(&output);
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in:\n{text}"))
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn user_add_and_edit_set_what_apps_are_told() {
+    let app = TestApp::spawn().await;
+    let added = app.cli(
+        &[
+            "user",
+            "add",
+            "paula",
+            "--password-stdin",
+            "--email",
+            "paula@example.com",
+            "--display-name",
+            "Paula Zoë Müller",
+            "--group",
+            "admins",
+            "--group",
+            "dev-ops",
+            "--group",
+            "admins",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert_success(&added);
+    assert_eq!(shown(&app, "paula", "email"), "paula@example.com");
+    assert_eq!(shown(&app, "paula", "display name"), "Paula Zoë Müller");
+    assert_eq!(shown(&app, "paula", "groups"), "admins, dev-ops");
+    let list = stdout(&app.cli(&["user", "list"], None));
+    let line = list.lines().find(|line| line.starts_with("paula")).unwrap();
+    assert!(line.ends_with("admins,dev-ops"), "{line}");
+
+    let edited = app.cli(
+        &[
+            "user",
+            "edit",
+            "paula",
+            "--email",
+            "",
+            "--add-group",
+            "finance",
+            "--remove-group",
+            "admins",
+            "--remove-group",
+            "never-in-it",
+        ],
+        None,
+    );
+    assert_success(&edited);
+    assert_eq!(shown(&app, "paula", "email"), "-");
+    assert_eq!(shown(&app, "paula", "display name"), "Paula Zoë Müller");
+    assert_eq!(shown(&app, "paula", "groups"), "dev-ops, finance");
+    assert_eq!(outcomes(&app, "user_edit").await, ["success"]);
+    // The password was not touched.
+    assert_eq!(app.login("paula", PASSWORD).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_bad_email_name_or_group_is_refused_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    app.add_user("quentin", PASSWORD).await;
+    let before = app.state_snapshot().await;
+    let long_name = "n".repeat(129);
+    for (flag, value, words) in [
+        ("--email", "not an address", "name@example.com"),
+        ("--email", "two@@example.com", "name@example.com"),
+        ("--email", "nodomain@", "name@example.com"),
+        ("--email", "a@b\u{7}.com", "name@example.com"),
+        ("--display-name", "line\nbreak", "control characters"),
+        ("--display-name", long_name.as_str(), "128 characters"),
+        ("--add-group", "Admins", "not a group name"),
+        ("--add-group", "with space", "not a group name"),
+        ("--add-group", "", "not a group name"),
+        ("--add-group", "ünïcode", "not a group name"),
+    ] {
+        let output = app.cli(&["user", "edit", "quentin", flag, value], None);
+        assert_failure_mentioning(&output, &[words]);
+    }
+    let output = app.cli(
+        &["user", "add", "rita", "--password-stdin", "--group", "no,commas"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert_failure_mentioning(&output, &["not a group name"]);
+    assert_failure_mentioning(
+        &app.cli(&["user", "edit", "nobody", "--email", "a@b.co"], None),
+        &["no such user"],
+    );
+    assert_eq!(app.state_snapshot().await, before);
+    let too_many: Vec<String> = (0..101)
+        .flat_map(|n| ["--add-group".to_owned(), format!("g{n}")])
+        .collect();
+    let mut args = vec!["user", "edit", "quentin"];
+    args.extend(too_many.iter().map(String::as_str));
+    assert_failure_mentioning(&app.cli(&args, None), &["at most 100 groups"]);
+    assert_eq!(app.state_snapshot().await, before);
 }

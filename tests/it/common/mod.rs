@@ -421,7 +421,7 @@ impl TestApp {
         let flow = self.state.flow.clone();
         let (username, password) = (username.to_owned(), password.to_owned());
         self.runtime
-            .spawn(async move { flow.add_user(&username, &password).await })
+            .spawn(async move { flow.add_user(&username, &password, &Default::default()).await })
             .await
             .expect("join")
             .expect("user added");
