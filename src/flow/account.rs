@@ -1,11 +1,12 @@
 //! Accounts: self-service registration (when allowed) and the operator's commands.
 
 use super::rules::{self, Lock};
-use super::state::{FullSession, RecentSession};
+use super::state::{unix_time, FullSession, RecentSession};
 use super::{Flow, FlowError, FlowResult, Username};
 use crate::audit::{Event, Outcome, Requester};
 use crate::crypto::password::{check_new_password, Password};
 use crate::store::{PasswordChange, Profile, SessionId, SessionState, StoreError, User};
+use time::OffsetDateTime;
 
 /// What the operator asks of a user's profile (`user add`, `user edit`), as typed; checked by [`ProfileChange::apply`].
 #[derive(Debug, Clone, Default)]
@@ -80,8 +81,9 @@ impl ProfileChange {
 #[derive(Debug, Clone)]
 pub struct SignedInSession {
     pub id: i64,
-    pub created_at: i64,
-    pub last_seen_at: i64,
+    /// When this sign-in happened.
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
     /// The client's address, as the session last saw it.
     pub client: Option<String>,
     /// The `User-Agent` header as sent.
@@ -334,8 +336,8 @@ impl Flow {
             .filter(|s| s.state.0 == SessionState::Full && rules::full_alive(s.expires_at, s.last_seen_at, now, idle))
             .map(|s| SignedInSession {
                 id: s.id.0,
-                created_at: s.authenticated_at.unwrap_or(s.created_at),
-                last_seen_at: s.last_seen_at,
+                created_at: unix_time(s.authenticated_at.unwrap_or(s.created_at)),
+                last_seen_at: unix_time(s.last_seen_at),
                 device: device_name(s.user_agent.as_deref()),
                 client: s.client_addr,
                 user_agent: s.user_agent,

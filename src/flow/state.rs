@@ -185,7 +185,7 @@ pub struct Notice {
     pub message: String,
 }
 
-fn unix_time(unix: i64) -> OffsetDateTime {
+pub(super) fn unix_time(unix: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 

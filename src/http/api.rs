@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::{AnyState, ApiJson, Change, Client, Pending, Recent, SignedIn, ToVerify};
 use super::{cookies, AppState};
 use crate::flow::{rules, LoginOutcome, LoginState, Method, Notice, PendingAction, SignedInSession, SmsSent};
@@ -556,13 +556,10 @@ pub struct SessionEntry {
 
 impl From<SignedInSession> for SessionEntry {
     fn from(session: SignedInSession) -> Self {
-        let at = |unix: i64| {
-            rfc3339(time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH))
-        };
         Self {
             id: session.id,
-            created_at: at(session.created_at),
-            last_seen_at: at(session.last_seen_at),
+            created_at: rfc3339(session.created_at),
+            last_seen_at: rfc3339(session.last_seen_at),
             client: session.client,
             user_agent: session.user_agent,
             device: session.device,
@@ -610,7 +607,7 @@ pub async fn end_session(
     // Read as text, so that an id that is no number is the same 404 as an unknown one, in the contract's body.
     let id = id
         .parse::<i64>()
-        .map_err(|_| ApiError::from(crate::flow::FlowError::NoSuchSession(0)))?;
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such session"))?;
     state.flow.end_session(&session, id, &who).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -241,15 +241,14 @@ async fn security_view(
 ) -> Result<Response, PageError> {
     let factors = state.flow.second_factor_status(view).await?;
     let now = state.flow.now();
-    let unix = |at: i64| time::OffsetDateTime::from_unix_timestamp(at).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let sessions = (state.flow.signed_in_sessions(view).await?)
         .into_iter()
         .map(|session| SessionLine {
             id: session.id,
             device: session.device,
             client: session.client,
-            seen: time_ago(unix(session.last_seen_at), now),
-            seen_machine: machine_time(unix(session.last_seen_at)),
+            seen: time_ago(session.last_seen_at, now),
+            seen_machine: machine_time(session.last_seen_at),
             factor: factor_name(session.second_factor.as_deref()),
             current: session.current,
         })
